@@ -1,0 +1,123 @@
+"""Tiny random VisionEncoderDecoder checkpoints written by transformers (the reference), for parity tests.
+
+Sizes differ from every default (and between encoder and decoder, so `enc_to_dec_proj` appears), and every weight,
+LayerNorm and bias is random, so a wrong mapping or a missed detail changes the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import transformers as T
+
+from tiny_tokenizers import WRITERS
+
+IMAGE_SIZE = 32  # pixels; patch 8 -> 16 patches
+
+
+def encoder_config(kind: str, **over) -> T.PretrainedConfig:
+    common = dict(
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=IMAGE_SIZE,
+        patch_size=8,
+        layer_norm_eps=1e-6,
+    )
+    common.update(over)
+    if kind == "vit":
+        return T.ViTConfig(**common)
+    if kind == "deit":
+        return T.DeiTConfig(**common)
+    raise KeyError(kind)
+
+
+# decoder kind -> (tokenizer layout, special tokens (start, eos, pad) as token strings)
+DECODERS = {
+    "gpt2": ("gpt2-bpe", ("<|endoftext|>",) * 3),
+    "bert": ("wordpiece", ("[CLS]", "[SEP]", "[PAD]")),
+    "roberta": ("roberta-bpe", ("<s>", "</s>", "<pad>")),
+    "trocr": ("roberta-bpe", ("</s>", "</s>", "<pad>")),
+    "trocr-sinusoidal": ("sentencepiece", ("</s>", "</s>", "<pad>")),
+}
+
+
+def decoder_config(kind: str, vocab_size: int, pad: int, bos: int, eos: int, enc_hidden: int, **over):
+    ids = dict(pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, is_decoder=True, add_cross_attention=True)
+    if kind == "gpt2":
+        cfg = dict(n_embd=40, n_layer=2, n_head=4, n_inner=72, n_positions=64, layer_norm_epsilon=1e-4)
+        return T.GPT2Config(vocab_size=vocab_size, **{**ids, **cfg, **over})
+    if kind in ("bert", "roberta"):
+        cfg = dict(hidden_size=36, num_hidden_layers=2, num_attention_heads=3, intermediate_size=50)
+        cfg.update(max_position_embeddings=64, layer_norm_eps=1e-7, hidden_act="gelu")
+        klass = T.BertConfig if kind == "bert" else T.RobertaConfig
+        return klass(vocab_size=vocab_size, **{**ids, **cfg, **over})
+    if kind.startswith("trocr"):
+        cfg = dict(d_model=32, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=56)
+        cfg.update(max_position_embeddings=64, scale_embedding=True, layernorm_embedding=True)
+        cfg.update(cross_attention_hidden_size=enc_hidden, activation_function="gelu")
+        cfg.update(use_learned_position_embeddings=kind == "trocr")
+        return T.TrOCRConfig(vocab_size=vocab_size, **{**ids, **cfg, **over})
+    raise KeyError(kind)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> None:
+    """Every parameter random: matrices N(0, 0.1), vectors (norms, biases) perturbed around their init."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if p.dim() >= 2:
+                p.copy_(noise * 0.1)
+            else:
+                p.add_(noise * 0.1)
+
+
+def write_checkpoint(
+    folder: str | Path,
+    encoder: str = "vit",
+    decoder: str = "gpt2",
+    seed: int = 0,
+    safe: bool = True,
+    max_shard_size: str | None = None,
+    encoder_over: dict | None = None,
+    decoder_over: dict | None = None,
+) -> Path:
+    """A complete checkpoint folder (weights, config, tokenizer, preprocessor config) written by transformers."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layout, specials = DECODERS[decoder]
+    vocab_size = WRITERS[layout](folder)
+    tok = T.AutoTokenizer.from_pretrained(folder)
+    start, eos, pad = (tok.convert_tokens_to_ids(t) for t in specials)
+    enc_cfg = encoder_config(encoder, **(encoder_over or {}))
+    dec_cfg = decoder_config(decoder, vocab_size, pad, start, eos, enc_cfg.hidden_size, **(decoder_over or {}))
+    cfg = T.VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc_cfg, dec_cfg)
+    cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = start, pad, eos
+    torch.manual_seed(seed)
+    model = T.VisionEncoderDecoderModel(cfg)
+    randomize(model, seed)
+    kwargs = {"safe_serialization": safe}
+    if max_shard_size:
+        kwargs["max_shard_size"] = max_shard_size
+    model.save_pretrained(folder, **kwargs)
+    size = enc_cfg.image_size
+    T.ViTImageProcessor(size={"height": size, "width": size}).save_pretrained(folder)
+    return folder
+
+
+def reference(folder: str | Path) -> T.VisionEncoderDecoderModel:
+    model = T.VisionEncoderDecoderModel.from_pretrained(folder).eval()
+    positions = getattr(getattr(model.decoder, "model", None), "decoder", None)
+    positions = getattr(positions, "embed_positions", None)
+    if positions is not None and getattr(positions, "weights", None) is not None and positions.weights.is_meta:
+        # transformers 5 builds TrOCR's sinusoidal table on the meta device in from_pretrained and never fills it
+        positions.weights = positions.get_embedding(positions.weights.shape[0], positions.embedding_dim, positions.padding_idx)
+    return model
+
+
+def read_config(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / "config.json").read_text())

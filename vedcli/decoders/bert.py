@@ -1,0 +1,81 @@
+"""BERT and RoBERTa as decoders (BertLMHeadModel / RobertaForCausalLM): post-norm, embedding LayerNorm, MLM head.
+
+RoBERTa (and XLM-R, CamemBERT) differ in one place: positions count from pad_token_id + 1.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..config import DecoderConfig
+from ..errors import ModelError
+from ..weights import WeightTable, linear, norm, output_head, param
+
+ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
+
+
+def config_from_hf(d: dict) -> DecoderConfig:
+    kind = d.get("model_type", "bert")
+    if d.get("position_embedding_type", "absolute") != "absolute":
+        raise ModelError(f"{kind} decoder with position_embedding_type '{d['position_embedding_type']}' is not supported")
+    roberta = kind in ROBERTA_LIKE
+    return DecoderConfig(
+        family="roberta" if roberta else "bert",
+        vocab_size=d.get("vocab_size", 30522),
+        hidden_size=d.get("hidden_size", 768),
+        num_layers=d.get("num_hidden_layers", 12),
+        num_heads=d.get("num_attention_heads", 12),
+        intermediate_size=d.get("intermediate_size", 3072),
+        activation=d.get("hidden_act", "gelu"),
+        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
+        max_positions=d.get("max_position_embeddings", 512),
+        positions="padded" if roberta else "absolute",
+        pre_norm=False,
+        embed_norm=True,
+        type_vocab_size=d.get("type_vocab_size", 2),
+        head="mlm",
+        head_activation="gelu" if roberta else d.get("hidden_act", "gelu"),
+        head_bias=True,
+        tie_embeddings=d.get("tie_word_embeddings", True),
+        cross_attention_size=d.get("cross_attention_hidden_size"),
+        pad_token_id=d.get("pad_token_id", 1 if roberta else 0),
+        hf=d,
+    )
+
+
+def weight_table(cfg: DecoderConfig) -> WeightTable:
+    roberta = cfg.family == "roberta"
+    base = "roberta." if roberta else "bert."
+    layer = base + "encoder.layer.{i}."
+    emb = base + "embeddings."
+    selfa, cross = layer + "attention.", layer + "crossattention."
+    rules = [
+        *param("embed.weight", emb + "word_embeddings.weight"),
+        *param("pos.weight", emb + "position_embeddings.weight"),
+        *param("token_type.weight", emb + "token_type_embeddings.weight"),
+        *norm("embed_norm", emb + "LayerNorm"),
+        *linear("blocks.{i}.self_attn.qkv", selfa + "self.query", selfa + "self.key", selfa + "self.value"),
+        *linear("blocks.{i}.self_attn.out", selfa + "output.dense"),
+        *norm("blocks.{i}.ln_self", selfa + "output.LayerNorm"),
+        *linear("blocks.{i}.cross_attn.q", cross + "self.query"),
+        *linear("blocks.{i}.cross_attn.kv", cross + "self.key", cross + "self.value"),
+        *linear("blocks.{i}.cross_attn.out", cross + "output.dense"),
+        *norm("blocks.{i}.ln_cross", cross + "output.LayerNorm"),
+        *linear("blocks.{i}.mlp.fc1", layer + "intermediate.dense"),
+        *linear("blocks.{i}.mlp.fc2", layer + "output.dense"),
+        *norm("blocks.{i}.ln_mlp", layer + "output.LayerNorm"),
+    ]
+    if roberta:
+        head = "lm_head."
+        rules += [*linear("head_dense", head + "dense"), *norm("head_norm", head + "layer_norm")]
+    else:
+        head = "cls.predictions."
+        rules += [*linear("head_dense", head + "transform.dense"), *norm("head_norm", head + "transform.LayerNorm")]
+    rules += param("head.bias", head + "bias")
+    # buffers, an unused pooler, and the decoder bias that is tied to `bias`
+    ignore = [
+        re.escape(base) + r"embeddings\.(position_ids|token_type_ids)",
+        re.escape(base) + r"pooler\.dense\.(weight|bias)",
+        re.escape(head) + r"decoder\.bias",
+    ]
+    return WeightTable(rules, ignore) + output_head(cfg.tie_embeddings, head + "decoder.weight")

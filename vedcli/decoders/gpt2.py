@@ -1,0 +1,51 @@
+"""GPT-2 (GPT2LMHeadModel with add_cross_attention): pre-norm, learned positions, Conv1D weights, tied head."""
+
+from __future__ import annotations
+
+from ..config import DecoderConfig
+from ..weights import WeightTable, linear, norm, output_head, param
+
+
+def config_from_hf(d: dict) -> DecoderConfig:
+    c = d.get("n_embd", 768)
+    return DecoderConfig(
+        family="gpt2",
+        vocab_size=d.get("vocab_size", 50257),
+        hidden_size=c,
+        num_layers=d.get("n_layer", 12),
+        num_heads=d.get("n_head", 12),
+        intermediate_size=d.get("n_inner") or 4 * c,
+        activation=d.get("activation_function", "gelu_new"),
+        layer_norm_eps=d.get("layer_norm_epsilon", 1e-5),
+        max_positions=d.get("n_positions", 1024),
+        pre_norm=True,
+        final_norm=True,
+        tie_embeddings=d.get("tie_word_embeddings", True),
+        cross_attention_size=d.get("cross_attention_hidden_size"),
+        scale_attn_by_layer=d.get("scale_attn_by_inverse_layer_idx", False),
+        pad_token_id=d.get("pad_token_id"),
+        hf=d,
+    )
+
+
+def weight_table(cfg: DecoderConfig) -> WeightTable:
+    h = "transformer.h.{i}."
+    conv = dict(transpose=True)  # Conv1D keeps (in, out)
+    rules = [
+        *param("embed.weight", "transformer.wte.weight"),
+        *param("pos.weight", "transformer.wpe.weight"),
+        *norm("blocks.{i}.ln_self", h + "ln_1"),
+        *linear("blocks.{i}.self_attn.qkv", h + "attn.c_attn", **conv),
+        *linear("blocks.{i}.self_attn.out", h + "attn.c_proj", **conv),
+        *norm("blocks.{i}.ln_cross", h + "ln_cross_attn"),
+        *linear("blocks.{i}.cross_attn.q", h + "crossattention.q_attn", **conv),
+        *linear("blocks.{i}.cross_attn.kv", h + "crossattention.c_attn", **conv),
+        *linear("blocks.{i}.cross_attn.out", h + "crossattention.c_proj", **conv),
+        *norm("blocks.{i}.ln_mlp", h + "ln_2"),
+        *linear("blocks.{i}.mlp.fc1", h + "mlp.c_fc", **conv),
+        *linear("blocks.{i}.mlp.fc2", h + "mlp.c_proj", **conv),
+        *norm("final_norm", "transformer.ln_f"),
+    ]
+    # old checkpoints carry the causal-mask buffers; a tied head may be saved too
+    ignore = [r"transformer\.h\.\d+\.(attn|crossattention)\.(bias|masked_bias)"]
+    return WeightTable(rules, ignore) + output_head(cfg.tie_embeddings, "lm_head.weight")

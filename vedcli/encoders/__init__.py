@@ -1,0 +1,30 @@
+"""Image encoders. Each family module gives `config_from_hf`, a module with `forward_features(pixels) -> (B, N, C)`
+and its weight table."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import EncoderConfig
+from ..errors import ModelError
+from ..weights import WeightTable
+from . import vit
+
+# model_type in config.json -> family module
+FAMILIES = {"vit": vit, "deit": vit}
+MODULES = {"vit": vit.ViTEncoder}
+
+
+def encoder_config(d: dict, where: str | None = None) -> EncoderConfig:
+    kind = d.get("model_type")
+    if kind not in FAMILIES:
+        raise ModelError(f"unsupported encoder model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})", where)
+    return FAMILIES[kind].config_from_hf(d)
+
+
+def build_encoder(cfg: EncoderConfig) -> nn.Module:
+    return MODULES[cfg.family](cfg)
+
+
+def encoder_weights(cfg: EncoderConfig) -> WeightTable:
+    return FAMILIES[cfg.hf.get("model_type", cfg.family)].weight_table(cfg)

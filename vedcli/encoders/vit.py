@@ -1,0 +1,76 @@
+"""ViT and DeiT: patches + learned positions + pre-norm blocks. DeiT adds a distillation token after the class token."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..config import EncoderConfig
+from ..errors import ModelError
+from ..layers import Block
+from ..weights import WeightTable, linear, norm, param
+
+
+def config_from_hf(d: dict) -> EncoderConfig:
+    return EncoderConfig(
+        family="vit",
+        hidden_size=d.get("hidden_size", 768),
+        num_layers=d.get("num_hidden_layers", 12),
+        num_heads=d.get("num_attention_heads", 12),
+        intermediate_size=d.get("intermediate_size", 3072),
+        activation=d.get("hidden_act", "gelu"),
+        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
+        image_size=d.get("image_size", 224),
+        patch_size=d.get("patch_size", 16),
+        num_channels=d.get("num_channels", 3),
+        qkv_bias=d.get("qkv_bias", True),
+        num_prefix_tokens=2 if d.get("model_type") == "deit" else 1,
+        hf=d,
+    )
+
+
+class ViTEncoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.hidden_size
+        self.patch = nn.Conv2d(cfg.num_channels, c, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.prefix = nn.Parameter(torch.zeros(1, cfg.num_prefix_tokens, c))  # [CLS] (+ distillation token)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.num_prefix_tokens + cfg.num_patches, c))
+        self.blocks = nn.ModuleList(
+            Block(c, cfg.num_heads, cfg.intermediate_size, cfg.activation, cfg.layer_norm_eps, qkv_bias=cfg.qkv_bias)
+            for _ in range(cfg.num_layers)
+        )
+        self.norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps)
+
+    def forward_features(self, pixels: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, prefix + patches, C)"""
+        if tuple(pixels.shape[-2:]) != self.cfg.image_size:
+            raise ModelError(
+                f"image size {tuple(pixels.shape[-2:])} does not match the encoder's {self.cfg.image_size}"
+            )
+        x = self.patch(pixels.to(self.patch.weight.dtype)).flatten(2).transpose(1, 2)  # (B, N, C)
+        x = torch.cat([self.prefix.expand(x.shape[0], -1, -1), x], dim=1) + self.pos  # (B, P + N, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+
+def weight_table(cfg: EncoderConfig) -> WeightTable:
+    """ViTModel / DeiTModel names (as inside a VisionEncoderDecoder under `encoder.`)."""
+    prefix = ["embeddings.cls_token"] + (["embeddings.distillation_token"] if cfg.num_prefix_tokens == 2 else [])
+    layer = "encoder.layer.{i}."
+    attn = layer + "attention.attention."
+    rules = [
+        *param("prefix", *prefix, dim=1),
+        *param("pos", "embeddings.position_embeddings"),
+        *linear("patch", "embeddings.patch_embeddings.projection"),
+        *norm("blocks.{i}.ln_self", layer + "layernorm_before"),
+        *linear("blocks.{i}.self_attn.qkv", attn + "query", attn + "key", attn + "value", bias=cfg.qkv_bias),
+        *linear("blocks.{i}.self_attn.out", layer + "attention.output.dense"),
+        *norm("blocks.{i}.ln_mlp", layer + "layernorm_after"),
+        *linear("blocks.{i}.mlp.fc1", layer + "intermediate.dense"),
+        *linear("blocks.{i}.mlp.fc2", layer + "output.dense"),
+        *norm("norm", "layernorm"),
+    ]
+    return WeightTable(rules, ignore=[r"pooler\.dense\.(weight|bias)", r"embeddings\.mask_token"])

@@ -1,0 +1,214 @@
+"""Building blocks shared by every encoder and decoder family: attention, MLP, the block, and the KV cache."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ModelError
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "tanh": torch.tanh,
+}
+
+
+def activation(name: str):
+    """The activation function a config names; ModelError for one ved does not know."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ModelError(f"unsupported activation '{name}' (known: {', '.join(sorted(ACTIVATIONS))})") from None
+
+
+class KVCache:
+    """Self-attention keys and values of every layer, preallocated for `max_len` positions.
+
+    `update` writes a layer's new keys/values at the current position and returns everything so far; `advance` moves
+    the position once all layers have written. Rows are (image x group) and can be reordered for beam search.
+    """
+
+    def __init__(self, layers: int, rows: int, heads: int, head_dim: int, max_len: int, dtype, device):
+        shape = (layers, rows, heads, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.pos = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        end = self.pos + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions, asked for {end}")
+        self.k[layer, :, :, self.pos : end] = k
+        self.v[layer, :, :, self.pos : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, steps: int) -> None:
+        self.pos += steps
+
+    def reorder(self, index: Tensor) -> None:
+        """Row r continues old row index[r] (only the filled positions are moved)."""
+        self.k[:, :, :, : self.pos] = self.k[:, index, :, : self.pos]
+        self.v[:, :, :, : self.pos] = self.v[:, index, :, : self.pos]
+
+
+@dataclass
+class DecoderCache:
+    """Everything a decoding step needs besides the new tokens.
+
+    `cross` holds each layer's cross-attention keys/values, (images, heads, N, head_dim), computed once per image;
+    `group` rows of the self-attention cache (beams or return sequences) share one image's entry.
+    """
+
+    self_kv: KVCache
+    cross: list[tuple[Tensor, Tensor]]
+    group: int = 1
+
+    @property
+    def pos(self) -> int:
+        return self.self_kv.pos
+
+    def reorder(self, index: Tensor) -> None:
+        self.self_kv.reorder(index)
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """(B, T, H*D) -> (B, H, T, D)"""
+    b, t, _ = x.shape
+    return x.view(b, t, heads, -1).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, H, T, D) -> (B, T, H*D)"""
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with fused q/k/v; causality comes from the mask the caller passes."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True, out_bias: bool = True, scale: float | None = None):
+        super().__init__()
+        self.heads = heads
+        self.scale = scale if scale is not None else 1.0 / math.sqrt(dim // heads)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.out = nn.Linear(dim, dim, bias=out_bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # (B, H, T, D) each
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, past + T, D)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        return self.out(merge_heads(y))  # (B, T, C)
+
+
+class CrossAttention(nn.Module):
+    """Queries from the text, keys/values from the image features (computed once per image, see `project`)."""
+
+    def __init__(self, dim: int, heads: int, kv_dim: int, bias: bool = True):
+        super().__init__()
+        self.heads = heads
+        self.scale = 1.0 / math.sqrt(dim // heads)
+        self.q = nn.Linear(dim, dim, bias=bias)
+        self.kv = nn.Linear(kv_dim, 2 * dim, bias=bias)
+        self.out = nn.Linear(dim, dim, bias=bias)
+
+    def project(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """(images, N, kv_dim) -> keys, values (images, H, N, D)"""
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return split_heads(k, self.heads), split_heads(v, self.heads)
+
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, group: int = 1) -> Tensor:
+        q = split_heads(self.q(x), self.heads)  # (images * group, H, T, D)
+        rows, h, t, d = q.shape
+        # The `group` rows of one image become extra query positions of that image: no copy of k/v per row.
+        q = q.view(rows // group, group, h, t, d).transpose(1, 2).reshape(rows // group, h, group * t, d)
+        y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (images, H, group * T, D)
+        y = y.view(rows // group, h, group, t, d).transpose(1, 2).reshape(rows, h, t, d)
+        return self.out(merge_heads(y))  # (rows, T, C)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int, act: str, bias: bool = True):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.act = activation(act)
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """One Transformer layer: self-attention, optional cross-attention, MLP; pre- or post-norm.
+
+    Encoders use it without cross-attention; decoders with it. Families differ only in the arguments.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_dim: int,
+        act: str,
+        eps: float,
+        pre_norm: bool = True,
+        cross_dim: int | None = None,
+        bias: bool = True,
+        qkv_bias: bool | None = None,
+        attn_scale: float | None = None,
+    ):
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.ln_self = nn.LayerNorm(dim, eps=eps)
+        self.self_attn = SelfAttention(dim, heads, bias if qkv_bias is None else qkv_bias, bias, attn_scale)
+        if cross_dim is not None:
+            self.ln_cross = nn.LayerNorm(dim, eps=eps)
+            self.cross_attn = CrossAttention(dim, heads, cross_dim, bias)
+        else:
+            self.cross_attn = None
+        self.ln_mlp = nn.LayerNorm(dim, eps=eps)
+        self.mlp = MLP(dim, mlp_dim, act, bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        cross_kv: tuple[Tensor, Tensor] | None = None,
+        group: int = 1,
+    ) -> Tensor:
+        if self.pre_norm:
+            x = x + self.self_attn(self.ln_self(x), mask, cache, layer)  # (B, T, C)
+            if self.cross_attn is not None:
+                x = x + self.cross_attn(self.ln_cross(x), *cross_kv, group)
+            return x + self.mlp(self.ln_mlp(x))
+        x = self.ln_self(x + self.self_attn(x, mask, cache, layer))
+        if self.cross_attn is not None:
+            x = self.ln_cross(x + self.cross_attn(x, *cross_kv, group))
+        return self.ln_mlp(x + self.mlp(x))
+
+
+def causal_mask(t: int, past: int, padding: Tensor | None = None, device=None) -> Tensor | None:
+    """Boolean mask (B or 1, 1, T, past + T): True where a query may attend. None when nothing is masked."""
+    if t == 1 and padding is None:
+        return None
+    s = past + t
+    i = torch.arange(t, device=device)[:, None]
+    j = torch.arange(s, device=device)[None, :]
+    mask = (j <= i + past)[None, None]  # (1, 1, T, S)
+    if padding is not None:
+        mask = mask & padding[:, None, None, :s].bool()
+    return mask

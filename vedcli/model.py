@@ -1,0 +1,223 @@
+"""The composite model: an image encoder, an optional projection, a text decoder with cross-attention.
+
+`encode` runs the encoder once per image; `new_cache` computes the cross-attention keys/values once per image and
+preallocates the self-attention cache; `decode_step` advances it. Decoding strategies (decoding.py) drive these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .decoders import decoder_config, decoder_weights
+from .decoders.stack import TextDecoder
+from .encoders import build_encoder, encoder_config, encoder_weights
+from .errors import ModelError
+from .layers import DecoderCache
+from .weights import WeightTable, linear, to_hf, to_ved
+
+
+@dataclass
+class Seq2SeqOutput:
+    logits: Tensor  # (B, T, V)
+    loss: Tensor | None = None
+
+
+def model_config(hf: dict, where: str | None = None) -> ModelConfig:
+    """ModelConfig from a VisionEncoderDecoder config.json dict."""
+    if hf.get("model_type") != "vision-encoder-decoder" or "encoder" not in hf or "decoder" not in hf:
+        kind = hf.get("model_type", "unknown")
+        raise ModelError(f"not a vision-encoder-decoder checkpoint (model_type '{kind}')", where)
+    return ModelConfig(
+        encoder=encoder_config(hf["encoder"], where),
+        decoder=decoder_config(hf["decoder"], where),
+        decoder_start_token_id=hf.get("decoder_start_token_id"),
+        pad_token_id=hf.get("pad_token_id"),
+        eos_token_id=hf.get("eos_token_id"),
+        hf=hf,
+    )
+
+
+class VisionEncoderDecoder(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(config.encoder)
+        d_enc, d_dec = config.encoder.hidden_size, config.decoder.hidden_size
+        self.enc_to_dec_proj = nn.Linear(d_enc, d_dec) if config.projection else None
+        self.decoder = TextDecoder(config.decoder)
+        self.generation_config = None  # decoding defaults (generation_config.GenerationConfig), set by load_model
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder.embed.weight.dtype
+
+    def encode(self, pixel_values: Tensor) -> Tensor:
+        """(B, 3, H, W) -> image features (B, N, C) as the decoder's cross-attention reads them."""
+        x = self.encoder.forward_features(pixel_values.to(self.device, self.dtype))
+        return self.enc_to_dec_proj(x) if self.enc_to_dec_proj is not None else x
+
+    def new_cache(self, encoded: Tensor, group: int = 1, max_len: int = 64) -> DecoderCache:
+        """Cross-attention K/V once per image, shared by `group` rows; self-attention cache for `max_len` tokens."""
+        return self.decoder.new_cache(encoded, group, max_len)
+
+    def decode_step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+        """(rows, T) new tokens -> (rows, T, V) logits; advances the cache by T."""
+        return self.decoder(tokens.to(self.device), cache.cross, cache.self_kv, cache.group)
+
+    def forward(
+        self,
+        pixel_values: Tensor | None = None,
+        decoder_input_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        decoder_attention_mask: Tensor | None = None,
+        encoder_outputs: Tensor | None = None,
+    ) -> Seq2SeqOutput:
+        """Teacher-forced logits, and the loss when `labels` are given (-100 = ignored), as the reference computes."""
+        memory = encoder_outputs if encoder_outputs is not None else self.encode(pixel_values)
+        if decoder_input_ids is None:
+            if labels is None:
+                raise ValueError("forward needs decoder_input_ids or labels")
+            decoder_input_ids = self.shift_right(labels)
+        mask = decoder_attention_mask.to(self.device) if decoder_attention_mask is not None else None
+        logits = self.decoder(decoder_input_ids.to(self.device), self.decoder.cross_kv(memory), attention_mask=mask)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.to(self.device).reshape(-1))
+        return Seq2SeqOutput(logits, loss)
+
+    def shift_right(self, labels: Tensor) -> Tensor:
+        """Decoder inputs for `labels`: start token first, -100 replaced by the pad token."""
+        start, pad = self.config.decoder_start_token_id, self.config.pad_token_id
+        if start is None or pad is None:
+            raise ModelError("config.json needs decoder_start_token_id and pad_token_id to compute a loss")
+        ids = labels.new_full(labels.shape, start)
+        ids[:, 1:] = labels[:, :-1]
+        return ids.masked_fill(ids == -100, pad)
+
+    @torch.inference_mode()
+    def generate(self, pixel_values: Tensor, **options) -> Tensor:
+        """Token ids as the reference's `generate` returns them (start token first, pad after eos)."""
+        from .decoding import DecodingOptions, generate
+
+        gen = self.generation_config
+        resolved = DecodingOptions.from_kwargs(**options).resolve(gen)
+        return generate(self, pixel_values, resolved, gen).sequences
+
+    def weight_table(self) -> WeightTable:
+        cfg = self.config
+        table = encoder_weights(cfg.encoder).prefixed("encoder.", "encoder.")
+        if cfg.projection:
+            table = table + WeightTable(linear("enc_to_dec_proj", "enc_to_dec_proj"))
+        return table + decoder_weights(cfg.decoder).prefixed("decoder.", "decoder.")
+
+    def load_hf_state_dict(self, state: dict[str, Tensor], where: str | None = None, dtype=None) -> None:
+        """Load HF-named weights strictly (see weights.to_ved), replacing the module's tensors."""
+        table = self.weight_table()
+        rules = _rules_for(self, table)
+        shapes = {k: v.shape for k, v in self.state_dict().items()}
+        tensors = to_ved(state, rules, table, shapes, where or "checkpoint")
+        uncovered = set(shapes) - set(tensors) - set(table.tied)
+        assert not uncovered, f"weight table misses {sorted(uncovered)}"
+        if dtype is not None:
+            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+        self.load_state_dict(tensors, strict=False, assign=True)
+        for name, source in table.tied.items():
+            owner, attr = _owner(self, name)
+            setattr(owner, attr, _owner_get(self, source))
+        self.decoder.init_buffers(self.device, self.dtype)
+
+    def hf_state_dict(self) -> dict[str, Tensor]:
+        """The weights under the reference's names (tied copies left out, as transformers saves them)."""
+        return to_hf(self.state_dict(), _rules_for(self, self.weight_table()))
+
+
+def _rules_for(model: VisionEncoderDecoder, table: WeightTable):
+    """Expand layered rules per side: encoder and decoder have their own layer counts."""
+    cfg = model.config
+    enc = WeightTable([r for r in table.rules if r.ved.startswith("encoder.")])
+    rest = WeightTable([r for r in table.rules if not r.ved.startswith("encoder.")])
+    return enc.expand(cfg.encoder.num_layers) + rest.expand(cfg.decoder.num_layers)
+
+
+def _owner(root: nn.Module, name: str) -> tuple[nn.Module, str]:
+    path, _, attr = name.rpartition(".")
+    return root.get_submodule(path), attr
+
+
+def _owner_get(root: nn.Module, name: str):
+    owner, attr = _owner(root, name)
+    return getattr(owner, attr)
+
+
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    from .errors import OptionError
+
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"unknown device '{device}' (use auto, cpu or cuda)", "--device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError("CUDA was asked for but no CUDA device is available", "--device")
+    if dev.type not in ("cpu", "cuda"):
+        raise OptionError(f"unsupported device '{device}' (use auto, cpu or cuda)", "--device")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    from .errors import OptionError
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise OptionError(f"unsupported dtype {dtype} (use fp32, fp16 or bf16)", "--dtype")
+        return dtype
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise OptionError(f"unknown dtype '{dtype}' (use fp32, fp16 or bf16)", "--dtype") from None
+
+
+def load_model(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    revision: str | None = None,
+) -> VisionEncoderDecoder:
+    """A published VisionEncoderDecoder checkpoint (folder or hub id) as a ved model in eval mode."""
+    from .checkpoint import load_state_dict, read_json
+    from .generation_config import GenerationConfig
+    from .hub import resolve_model
+
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    folder = resolve_model(str(name_or_path), revision)
+    cfg = model_config(read_json(Path(folder) / "config.json"), str(folder))
+    with torch.device("meta"):
+        model = VisionEncoderDecoder(cfg)
+    state = load_state_dict(folder)
+    model.load_hf_state_dict(state, str(folder), dtype=dt)
+    model.generation_config = GenerationConfig.from_folder(folder)
+    return model.to(dev).eval()

@@ -1,0 +1,137 @@
+"""Hugging Face weight names <-> ved names: one checked table per family, and a strict load.
+
+A table is data: each `Rule` says which HF tensors make one ved tensor (several are concatenated along dim 0, e.g.
+BERT's query/key/value -> ved's fused qkv; GPT-2's Conv1D weights are stored transposed). Loading uses every
+checkpoint key or finds it in the table's ignorable patterns, and checks every shape; anything else is one error
+that lists what is missing, unexpected or misshapen. The same table writes ved weights back under HF names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .errors import ModelError
+
+
+@dataclass(frozen=True)
+class Rule:
+    ved: str  # ved parameter name; "{i}" stands for the layer index
+    hf: tuple[str, ...]  # HF names, concatenated along `dim` in this order
+    transpose: bool = False  # HF stores this 2-D weight as (in, out) (GPT-2 Conv1D)
+    layered: bool = False  # repeated for every layer
+    dim: int = 0  # the dimension several HF tensors are concatenated along
+
+
+@dataclass
+class WeightTable:
+    rules: list[Rule] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)  # regexes of HF keys known to be unused (buffers, pooler, ...)
+    tied: dict[str, str] = field(default_factory=dict)  # ved name -> ved name it shares storage with
+
+    def __add__(self, other: "WeightTable") -> "WeightTable":
+        return WeightTable(self.rules + other.rules, self.ignore + other.ignore, {**self.tied, **other.tied})
+
+    def prefixed(self, ved: str, hf: str) -> "WeightTable":
+        """The same table for a submodule: ved names under `ved`, HF names under `hf`."""
+        rules = [Rule(ved + r.ved, tuple(hf + h for h in r.hf), r.transpose, r.layered, r.dim) for r in self.rules]
+        ignore = [re.escape(hf) + p for p in self.ignore]
+        tied = {ved + k: ved + v for k, v in self.tied.items()}
+        return WeightTable(rules, ignore, tied)
+
+    def expand(self, layers: int) -> list[Rule]:
+        """Concrete rules, one per tensor, with layer indices filled in."""
+        out = []
+        for r in self.rules:
+            for i in range(layers) if r.layered else [None]:
+                fill = (lambda s: s.replace("{i}", str(i))) if i is not None else (lambda s: s)
+                out.append(Rule(fill(r.ved), tuple(fill(h) for h in r.hf), r.transpose, dim=r.dim))
+        return out
+
+
+def param(ved: str, *hf: str, transpose: bool = False, dim: int = 0) -> list[Rule]:
+    """One tensor (an embedding, a class token, a bias vector)."""
+    return [Rule(ved, hf, transpose, "{i}" in ved, dim)]
+
+
+def linear(ved: str, *hf: str, transpose: bool = False, bias: bool = True) -> list[Rule]:
+    """A linear layer's weight and bias: `ved` and each `hf` name a module."""
+    rules = param(f"{ved}.weight", *(f"{h}.weight" for h in hf), transpose=transpose)
+    if bias:
+        rules += param(f"{ved}.bias", *(f"{h}.bias" for h in hf))
+    return rules
+
+
+def norm(ved: str, hf: str) -> list[Rule]:
+    return linear(ved, hf)
+
+
+def output_head(tied: bool, hf: str) -> WeightTable:
+    """The LM head's weight: shared with the token embedding when tied (a saved copy is then ignored)."""
+    if tied:
+        return WeightTable(ignore=[re.escape(hf)], tied={"head.weight": "embed.weight"})
+    return WeightTable(param("head.weight", hf))
+
+
+LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))
+
+
+def _modern(key: str) -> str:
+    """Old TF-converted checkpoints name LayerNorm parameters gamma/beta."""
+    for old, new in LEGACY_SUFFIXES:
+        if key.endswith(old):
+            return key[: -len(old)] + new
+    return key
+
+
+def to_ved(
+    hf_state: dict[str, Tensor], rules: list[Rule], table: WeightTable, shapes: dict[str, torch.Size], where: str
+) -> dict[str, Tensor]:
+    """Build ved tensors from HF ones. Strict: raises ModelError listing missing, unexpected and misshapen keys."""
+    state = {_modern(k): v for k, v in hf_state.items()}
+    out, used, missing, wrong = {}, set(), [], []
+    for r in rules:
+        absent = [h for h in r.hf if h not in state]
+        if absent:
+            missing += absent
+            continue
+        parts = [state[h].t() if r.transpose and state[h].dim() == 2 else state[h] for h in r.hf]
+        tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=r.dim)
+        used.update(r.hf)
+        expected = shapes.get(r.ved)
+        if expected is None:
+            raise AssertionError(f"weight table names '{r.ved}', which the ved model does not have")
+        if tensor.shape != expected:
+            wrong.append(f"{'+'.join(r.hf)} {tuple(tensor.shape)} != {tuple(expected)}")
+            continue
+        out[r.ved] = tensor.contiguous()
+    ignorable = re.compile("|".join(f"(?:{p})$" for p in table.ignore)) if table.ignore else None
+    unexpected = sorted(k for k in state if k not in used and not (ignorable and ignorable.match(k)))
+    problems = []
+    if missing:
+        problems.append(f"missing {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_listing(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shape {_listing(wrong)}")
+    if problems:
+        raise ModelError("checkpoint does not match its config: " + "; ".join(problems), where)
+    return out
+
+
+def to_hf(ved_state: dict[str, Tensor], rules: list[Rule]) -> dict[str, Tensor]:
+    """Write ved tensors back under HF names (the inverse of `to_ved`)."""
+    out = {}
+    for r in rules:
+        parts = ved_state[r.ved].chunk(len(r.hf), dim=r.dim)
+        for name, part in zip(r.hf, parts):
+            out[name] = (part.t() if r.transpose and part.dim() == 2 else part).contiguous()
+    return out
+
+
+def _listing(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown

@@ -100,13 +100,47 @@ def write_checkpoint(
     torch.manual_seed(seed)
     model = T.VisionEncoderDecoderModel(cfg)
     randomize(model, seed)
-    kwargs = {"safe_serialization": safe}
-    if max_shard_size:
-        kwargs["max_shard_size"] = max_shard_size
-    model.save_pretrained(folder, **kwargs)
+    if safe:
+        model.save_pretrained(folder, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
+    else:  # transformers 5 writes only safetensors: write the legacy pickle layout the way 4.x did
+        model.save_pretrained(folder)
+        write_bin(folder, legacy_state(folder, dec_cfg), shards=2 if max_shard_size else 1)
+        (folder / "model.safetensors").unlink()
     size = enc_cfg.image_size
     T.ViTImageProcessor(size={"height": size, "width": size}).save_pretrained(folder)
     return folder
+
+
+def legacy_state(folder: Path, dec_cfg) -> dict:
+    """The saved tensors plus what transformers 4 also pickled: tied heads and GPT-2's causal-mask buffers."""
+    from safetensors.torch import load_file
+
+    state = load_file(folder / "model.safetensors")
+    if dec_cfg.model_type == "gpt2":
+        state["decoder.lm_head.weight"] = state["decoder.transformer.wte.weight"]
+        n = dec_cfg.n_positions
+        for i in range(dec_cfg.n_layer):
+            state[f"decoder.transformer.h.{i}.attn.bias"] = torch.tril(torch.ones(n, n, dtype=torch.uint8))[None, None]
+            state[f"decoder.transformer.h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    return state
+
+
+def write_bin(folder: Path, state: dict, shards: int = 1) -> None:
+    """pytorch_model.bin (all keys, tied ones included, as transformers 4 saved), or shards plus their index."""
+    state = {k: v.clone() for k, v in state.items()}
+    if shards == 1:
+        torch.save(state, folder / "pytorch_model.bin")
+        return
+    names = list(state)
+    weight_map = {}
+    for i in range(shards):
+        part = names[i::shards]
+        file = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        torch.save({k: state[k] for k in part}, folder / file)
+        weight_map.update({k: file for k in part})
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2))
 
 
 def reference(folder: str | Path) -> T.VisionEncoderDecoderModel:

@@ -64,14 +64,14 @@ def decoder_config(kind: str, vocab_size: int, pad: int, bos: int, eos: int, enc
     raise KeyError(kind)
 
 
-def randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Every parameter random: matrices N(0, 0.1), vectors (norms, biases) perturbed around their init."""
+def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.3) -> None:
+    """Every parameter random: matrices N(0, scale), vectors (norms, biases) perturbed around their init."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             noise = torch.randn(p.shape, generator=g)
             if p.dim() >= 2:
-                p.copy_(noise * 0.1)
+                p.copy_(noise * scale)
             else:
                 p.add_(noise * 0.1)
 
@@ -85,6 +85,7 @@ def write_checkpoint(
     max_shard_size: str | None = None,
     encoder_over: dict | None = None,
     decoder_over: dict | None = None,
+    eos_boost: float = 1.0,
 ) -> Path:
     """A complete checkpoint folder (weights, config, tokenizer, preprocessor config) written by transformers."""
     folder = Path(folder)
@@ -100,6 +101,8 @@ def write_checkpoint(
     torch.manual_seed(seed)
     model = T.VisionEncoderDecoderModel(cfg)
     randomize(model, seed)
+    with torch.no_grad():  # make end-of-sequence likely enough that generations stop at different lengths
+        model.decoder.get_output_embeddings().weight[eos] *= eos_boost
     if safe:
         model.save_pretrained(folder, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     else:  # transformers 5 writes only safetensors: write the legacy pickle layout the way 4.x did
@@ -141,6 +144,31 @@ def write_bin(folder: Path, state: dict, shards: int = 1) -> None:
     total = sum(v.numel() * v.element_size() for v in state.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2))
+
+
+def natural_eos(folder: str | Path, pixels: torch.Tensor) -> int:
+    """Make end-of-sequence a token the random model emits mid-sentence for some images and not others.
+
+    Rewrites generation_config.json so both the reference and ved stop there; returns the chosen id. Without this,
+    tiny random models rarely stop and the stopping logic (beam finalisation, padding) would go untested.
+    """
+    folder = Path(folder)
+    model = reference(folder)
+    gen = model.generation_config
+    out = model.generate(pixels, max_new_tokens=12, num_beams=1, eos_token_id=None, min_new_tokens=12)[:, 1:]
+    counts: dict[int, set[int]] = {}
+    for row, seq in enumerate(out.tolist()):
+        for pos, tok in enumerate(seq[1:9], start=1):
+            counts.setdefault(tok, set()).add(row)
+    specials = {gen.pad_token_id, gen.decoder_start_token_id}
+    candidates = [t for t, rows in counts.items() if 0 < len(rows) < len(out) and t not in specials]
+    if not candidates:
+        raise RuntimeError("no token fits as end-of-sequence; try other pixels")
+    eos = max(candidates, key=lambda t: (len(counts[t]), -t))
+    data = json.loads((folder / "generation_config.json").read_text())
+    data["eos_token_id"] = eos
+    (folder / "generation_config.json").write_text(json.dumps(data, indent=2))
+    return eos
 
 
 def reference(folder: str | Path) -> T.VisionEncoderDecoderModel:

@@ -1,0 +1,53 @@
+"""ved: image captioning and OCR with vision encoder-decoder models, in plain PyTorch.
+
+The Python API:
+    model = vedcli.load_model("nlpconnect/vit-gpt2-image-captioning")      # a torch module
+    processor = vedcli.load_image_processor(folder); tokenizer = vedcli.load_tokenizer(folder)
+    ids = model.generate(processor([image]), num_beams=4)
+    vedcli.Pipeline.load(name).run([image], vedcli.DecodingOptions(num_beams=4))
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .decoding import DecodingOptions
+from .errors import InputError, ModelError, OptionError, VedError
+from .hub import resolve_model
+from .image import load_image_processor as _load_image_processor
+from .image import open_image
+from .model import VisionEncoderDecoder, load_model
+from .pipeline import Hypothesis, Pipeline
+from .tokenizer import load_tokenizer as _load_tokenizer
+
+try:
+    __version__ = version("vedcli")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+
+def load_image_processor(name_or_path: str, revision: str | None = None, image_size: int | None = None):
+    """The image processor of a folder or hub id."""
+    return _load_image_processor(resolve_model(str(name_or_path), revision), image_size=image_size)
+
+
+def load_tokenizer(name_or_path: str, revision: str | None = None):
+    """The tokenizer of a folder or hub id."""
+    return _load_tokenizer(resolve_model(str(name_or_path), revision))
+
+
+__all__ = [
+    "DecodingOptions",
+    "Hypothesis",
+    "InputError",
+    "ModelError",
+    "OptionError",
+    "Pipeline",
+    "VedError",
+    "VisionEncoderDecoder",
+    "load_image_processor",
+    "load_model",
+    "load_tokenizer",
+    "open_image",
+    "__version__",
+]

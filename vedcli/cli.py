@@ -1,0 +1,320 @@
+"""The `ved` command: thin commands over the library, and the one place errors become messages and exit codes.
+
+    ved caption photo.jpg              ved ocr scans/ --format jsonl --output lines.jsonl
+    find . -name '*.png' | ved caption - --beams 4 --format csv
+
+Exit codes: 0 all inputs done; 1 some inputs could not be read (their rows say why, the rest are done);
+2 bad model, option or command line; 130 interrupted (what was written stays written).
+Errors are one line, `Error: <what> (<where>)`, on stderr; VED_DEBUG=1 shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, TextIO
+
+import click
+import typer
+from PIL import Image
+
+from . import __version__
+from .decoding import DecodingOptions
+from .errors import InputError, OptionError, VedError
+from .image import open_image
+from .inputs import InputItem, expand_inputs
+from .output import ResultWriter, make_writer, open_output
+from .pipeline import Pipeline
+
+CAPTION_MODEL = "nlpconnect/vit-gpt2-image-captioning"
+OCR_MODEL = "microsoft/trocr-base-printed"
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class DType(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class Format(str, Enum):
+    text = "text"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one `ved caption` / `ved ocr` run needs, parsed from the command line."""
+
+    inputs: list[str]
+    model: str
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str | None = None  # None: the pipeline's default (fp32 on CPU)
+    batch_size: int = 8
+    format: str = "text"
+    output: str | None = None  # None: stdout
+    options: DecodingOptions = field(default_factory=DecodingOptions)
+
+
+app = typer.Typer(
+    name="ved",
+    help="Image captioning and OCR with vision encoder-decoder models, in plain PyTorch.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ved {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version and exit.", callback=_show_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Image captioning and OCR with vision encoder-decoder models, in plain PyTorch."""
+
+
+# The options both commands share, declared once.
+Inputs = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="INPUT...", help="Image files, folders (searched recursively), or - to read paths from stdin.",
+                   show_default=False),
+]
+Revision = Annotated[str | None, typer.Option("--revision", help="Hub branch, tag or commit.")]
+Beams = Annotated[int | None, typer.Option("--beams", help="Beam search width (1: greedy).")]
+MaxNew = Annotated[int | None, typer.Option("--max-new-tokens", help="Most tokens to generate.")]
+MinNew = Annotated[int | None, typer.Option("--min-new-tokens", help="Fewest tokens to generate.")]
+Sample = Annotated[bool | None, typer.Option("--sample/--no-sample", help="Sample instead of greedy / beam search.",
+                                             show_default=False)]
+Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (needs --sample).")]
+TopK = Annotated[int | None, typer.Option("--top-k", help="Sample from the k likeliest tokens (0: all).")]
+TopP = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass (needs --sample).")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Random seed for --sample.")]
+NoRepeat = Annotated[int | None, typer.Option("--no-repeat-ngram-size", help="Never repeat an n-gram of this size.")]
+RepPenalty = Annotated[float | None, typer.Option("--repetition-penalty", help="Penalty for tokens already generated.")]
+LenPenalty = Annotated[float | None, typer.Option("--length-penalty", help="Beam score length exponent (needs --beams).")]
+NumReturn = Annotated[int | None, typer.Option("--num-return-sequences", help="Results per image.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run.")]
+DTypeOpt = Annotated[DType | None, typer.Option("--dtype", help="Weights and compute type [default: fp32 on CPU].",
+                                                show_default=False)]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+Output = Annotated[str | None, typer.Option("--output", "-o", help="Write results to this file instead of stdout.")]
+
+
+@app.command()
+def caption(
+    inputs: Inputs = None,
+    model: Annotated[str, typer.Option("--model", help="Hub id or local folder.")] = CAPTION_MODEL,
+    revision: Revision = None,
+    beams: Beams = None,
+    max_new_tokens: MaxNew = None,
+    min_new_tokens: MinNew = None,
+    sample: Sample = None,
+    temperature: Temperature = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
+    seed: Seed = None,
+    no_repeat_ngram_size: NoRepeat = None,
+    repetition_penalty: RepPenalty = None,
+    length_penalty: LenPenalty = None,
+    num_return_sequences: NumReturn = None,
+    batch_size: BatchSize = 8,
+    device: DeviceOpt = Device.auto,
+    dtype: DTypeOpt = None,
+    format: FormatOpt = Format.text,
+    output: Output = None,
+) -> None:
+    """Describe images in words."""
+    _command(**locals())  # locals() here is exactly the parameters above
+
+
+@app.command()
+def ocr(
+    inputs: Inputs = None,
+    model: Annotated[str, typer.Option("--model", help="Hub id or local folder.")] = OCR_MODEL,
+    revision: Revision = None,
+    beams: Beams = None,
+    max_new_tokens: MaxNew = None,
+    min_new_tokens: MinNew = None,
+    sample: Sample = None,
+    temperature: Temperature = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
+    seed: Seed = None,
+    no_repeat_ngram_size: NoRepeat = None,
+    repetition_penalty: RepPenalty = None,
+    length_penalty: LenPenalty = None,
+    num_return_sequences: NumReturn = None,
+    batch_size: BatchSize = 8,
+    device: DeviceOpt = Device.auto,
+    dtype: DTypeOpt = None,
+    format: FormatOpt = Format.text,
+    output: Output = None,
+) -> None:
+    """Read the text in images of single text lines."""
+    _command(**locals())  # locals() here is exactly the parameters above
+
+
+def _command(*, inputs, model, revision, beams, max_new_tokens, min_new_tokens, sample, temperature, top_k, top_p,
+             seed, no_repeat_ngram_size, repetition_penalty, length_penalty, num_return_sequences, batch_size,
+             device, dtype, format, output) -> None:
+    """Flags -> RunSettings -> run(); VedErrors become one line and an exit code."""
+    options = DecodingOptions(
+        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=beams, do_sample=sample,
+        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, no_repeat_ngram_size=no_repeat_ngram_size,
+        repetition_penalty=repetition_penalty, length_penalty=length_penalty,
+        num_return_sequences=num_return_sequences,
+    )
+    settings = RunSettings(
+        inputs=list(inputs or []), model=model, revision=revision, device=device.value,
+        dtype=dtype.value if dtype is not None else None, batch_size=batch_size, format=format.value,
+        output=output, options=options,
+    )
+    _quiet_hub_downloads(sys.stderr)
+    try:
+        code = run(settings, sys.stdin, sys.stdout, sys.stderr)
+    except VedError as error:
+        if os.environ.get("VED_DEBUG") == "1":
+            raise
+        print(f"Error: {error}", file=sys.stderr)
+        code = error.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
+
+
+def run(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    """Caption every input; returns the exit code (1 if some input was bad). Raises VedError for a bad run."""
+    if settings.batch_size < 1:
+        raise OptionError("--batch-size must be at least 1", where="--batch-size")
+    items = expand_inputs(settings.inputs, stdin)
+    if not items:
+        raise OptionError("no inputs: give image files, folders, or - to read paths from stdin", where="INPUT")
+    # The model first, and the options checked against it, so a bad run fails before any image is read.
+    pipeline = Pipeline.load(settings.model, settings.revision, device=settings.device, dtype=settings.dtype)
+    resolved = pipeline.resolve(settings.options)
+    out = stdout if settings.output in (None, "-") else open_output(settings.output)
+    writer = make_writer(settings.format, out, single_input=len(items) == 1,
+                         ranked=resolved.num_return_sequences > 1, err=stderr)
+    bad = 0
+    try:
+        with _progress(len(items), stderr) as advance:
+            for batch in _batches(items, settings.batch_size):
+                images = [image for _item, image, _error in batch if image is not None]
+                results = iter(pipeline.run(images, settings.options) if images else [])
+                for item, image, error in batch:
+                    if error is not None:
+                        writer.error(item.path, error)
+                        bad += 1
+                    else:
+                        writer.results(item.path, next(results))
+                writer.flush()
+                advance(len(batch))
+    finally:
+        if out is not stdout:
+            out.close()
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+Row = tuple[InputItem, Image.Image | None, InputError | None]  # an input with its image, or with its error
+
+
+def _batches(items: list[InputItem], batch_size: int) -> Iterator[list[Row]]:
+    """Items in order, each with its image or its error; a batch closes once it holds `batch_size` images."""
+    batch: list[Row] = []
+    good = 0
+    for item in items:
+        if item.error is not None:
+            batch.append((item, None, item.error))
+            continue
+        try:
+            batch.append((item, open_image(item.path), None))
+            good += 1
+        except InputError as error:
+            batch.append((item, None, error))
+        if good == batch_size:
+            yield batch
+            batch, good = [], 0
+    if batch:
+        yield batch
+
+
+class _progress:
+    """A rich progress bar on stderr when stderr is a terminal; nothing otherwise. Yields advance(n)."""
+
+    def __init__(self, total: int, stderr: TextIO):
+        self.total = total
+        self.bar = None
+        if _is_terminal(stderr):
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(file=stderr), transient=True)
+
+    def __enter__(self):
+        if self.bar is None:
+            return lambda n: None
+        self.bar.start()
+        task = self.bar.add_task("images", total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _quiet_hub_downloads(stderr: TextIO) -> None:
+    """huggingface_hub: no warnings on stderr; download bars only on a terminal."""
+    from huggingface_hub.utils import disable_progress_bars, logging
+
+    logging.set_verbosity_error()
+    if not _is_terminal(stderr):
+        disable_progress_bars()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (`ved`, `python -m vedcli`): command-line mistakes too become one `Error:` line."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="ved", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:  # `ved` alone: the help text, as a usage error
+        print(error.ctx.get_help() if error.ctx else error.format_message(), file=sys.stderr)
+        return EXIT_USAGE
+    except click.ClickException as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if getattr(error, "ctx", None) is not None else ""
+        print(f"Error: {error.format_message()}{hint}", file=sys.stderr)
+        return error.exit_code
+    except click.exceptions.Abort:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`ved ... | head`): stop quietly, and keep Python's exit-time flush quiet too.
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_BAD_INPUT
+    return code if isinstance(code, int) else EXIT_OK

@@ -1,0 +1,394 @@
+"""PIL image -> pixel tensor, driven by `preprocessor_config.json`.
+
+Reads every layout that published checkpoints use (old `ViTFeatureExtractor` files with `size: 384`, current
+`ViTImageProcessor` files with `size: {"height", "width"}`, DeiT and BEiT variants, the nested `image_processor` entry
+of a `processor_config.json`) and reproduces the pixel values of transformers' PIL-backend image processors exactly:
+
+    RGB (alpha composited onto white) -> resize (PIL) -> center crop -> rescale -> normalize -> pad   # (3, H, W)
+
+transformers' torchvision backend (picked by default when torchvision is installed) resizes with torch instead of
+PIL, so its values differ from these by at most one 8-bit level on a small share of pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from vedcli.errors import InputError, ModelError
+
+PROCESSOR_FILE = "preprocessor_config.json"  # the image processor's own file
+NESTED_PROCESSOR_FILE = "processor_config.json"  # transformers 5: {"image_processor": {...}, ...}; wins when present
+
+RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}  # PIL codes
+
+# The size key sets a resize may use, as transformers accepts them for these processors.
+RESIZE_KEYS = ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}, {"max_height", "max_width"})
+
+
+@dataclass(frozen=True)
+class _Preset:
+    """Class defaults of one transformers image processor family: what a file leaves out falls back to these."""
+
+    size: dict[str, int]
+    resample: int
+    do_center_crop: bool
+    crop_size: dict[str, int] | None
+
+
+PRESETS: dict[str, _Preset] = {
+    "ViTImageProcessor": _Preset({"height": 224, "width": 224}, 2, False, None),
+    "DeiTImageProcessor": _Preset({"height": 256, "width": 256}, 3, True, {"height": 224, "width": 224}),
+    "BeitImageProcessor": _Preset({"height": 224, "width": 224}, 3, False, {"height": 224, "width": 224}),
+}
+
+
+@dataclass
+class ImageProcessorConfig:
+    """How images become pixel values; field names and meanings follow transformers' image processors."""
+
+    processor_type: str = "ViTImageProcessor"  # family, as `image_processor_type` names it (a key of PRESETS)
+    do_convert_rgb: bool | None = None  # kept for round trips; ved always converts to RGB (the model wants 3 channels)
+    do_resize: bool = True  # resize to `size` before anything else
+    size: dict[str, int] = field(default_factory=lambda: {"height": 224, "width": 224})  # one of RESIZE_KEYS
+    resample: int = 2  # PIL resampling code: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming
+    do_center_crop: bool = False  # crop (zero-padding if needed) the middle `crop_size` after resizing
+    crop_size: dict[str, int] | None = None  # {"height", "width"}
+    do_rescale: bool = True  # multiply 0..255 values by `rescale_factor`
+    rescale_factor: float = 1 / 255
+    do_normalize: bool = True  # (x - mean) / std per channel
+    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    do_pad: bool = False  # zero-pad bottom/right to `pad_size` after normalizing
+    pad_size: dict[str, int] | None = None  # {"height", "width"}
+
+    def __post_init__(self) -> None:
+        if self.processor_type not in PRESETS:
+            raise ModelError(f"unsupported image processor {self.processor_type!r}; ved knows {', '.join(PRESETS)}")
+        self.size = _size_dict(self.size, "size", RESIZE_KEYS)
+        if self.crop_size is not None:
+            self.crop_size = _size_dict(self.crop_size, "crop_size", ({"height", "width"},))
+        if self.pad_size is not None:
+            self.pad_size = _size_dict(self.pad_size, "pad_size", ({"height", "width"},))
+        if self.do_center_crop and self.crop_size is None:
+            raise ModelError("do_center_crop is set but crop_size is missing")
+        if self.do_pad and self.pad_size is None:
+            raise ModelError("do_pad is set but pad_size is missing")
+        if isinstance(self.resample, bool) or self.resample not in RESAMPLE_NAMES:
+            raise ModelError(f"resample must be a PIL resampling code 0..5, got {self.resample!r}")
+        if not isinstance(self.rescale_factor, (int, float)) or isinstance(self.rescale_factor, bool):
+            raise ModelError(f"rescale_factor must be a number, got {self.rescale_factor!r}")
+        self.rescale_factor = float(self.rescale_factor)
+        self.image_mean = _per_channel(self.image_mean, "image_mean")
+        self.image_std = _per_channel(self.image_std, "image_std")
+        if self.do_normalize and 0.0 in self.image_std:
+            raise ModelError(f"image_std must not contain 0, got {self.image_std}")
+
+    @classmethod
+    def from_dict(cls, d: dict, image_size: int | None = None) -> "ImageProcessorConfig":
+        """Read any published layout. `image_size` (the encoder's) fills `size`, and `crop_size` when cropping,
+        where `d` gives none; an empty `d` (no preprocessor file) means ViT defaults at `image_size`."""
+        if not isinstance(d, dict):
+            raise ModelError(f"image processor config must be a JSON object, got {type(d).__name__}")
+        processor_type = _family(d)
+        preset = PRESETS[processor_type]
+        square = _value(d, "default_to_square", True)  # an int `size` means a square unless this says otherwise
+        if "size" in d and d["size"] is not None:
+            size = d["size"]
+            if isinstance(size, int) and not isinstance(size, bool):
+                size = {"height": size, "width": size} if square else {"shortest_edge": size}
+        elif image_size is not None:
+            size = {"height": image_size, "width": image_size}
+        else:
+            size = preset.size
+        do_center_crop = _flag(d, "do_center_crop", preset.do_center_crop)
+        crop_size = d.get("crop_size")
+        if crop_size is None:
+            crop_size = {"height": image_size, "width": image_size} if image_size and do_center_crop else preset.crop_size
+        return cls(
+            processor_type=processor_type,
+            do_convert_rgb=d.get("do_convert_rgb"),
+            do_resize=_flag(d, "do_resize", True),
+            size=size,
+            resample=_value(d, "resample", preset.resample),
+            do_center_crop=do_center_crop,
+            crop_size=crop_size,
+            do_rescale=_flag(d, "do_rescale", True),
+            rescale_factor=_value(d, "rescale_factor", 1 / 255),
+            do_normalize=_flag(d, "do_normalize", True),
+            image_mean=_value(d, "image_mean", [0.5, 0.5, 0.5]),
+            image_std=_value(d, "image_std", [0.5, 0.5, 0.5]),
+            do_pad=_flag(d, "do_pad", False),
+            pad_size=d.get("pad_size"),
+        )
+
+    def to_dict(self) -> dict:
+        """The current transformers layout (what `save_pretrained` writes); AutoImageProcessor loads it."""
+        d: dict[str, Any] = {"image_processor_type": self.processor_type}
+        d.update({k: v for k, v in asdict(self).items() if k != "processor_type" and v is not None})
+        return d
+
+    def output_size(self) -> tuple[int, int] | None:
+        """(height, width) of every processed image, or None when it depends on the image."""
+        if self.do_pad:
+            return self.pad_size["height"], self.pad_size["width"]
+        if self.do_center_crop:
+            return self.crop_size["height"], self.crop_size["width"]
+        if self.do_resize and set(self.size) == {"height", "width"}:
+            return self.size["height"], self.size["width"]
+        return None
+
+
+def _family(d: dict) -> str:
+    """`image_processor_type`, else the old `feature_extractor_type`, as a PRESETS key (no Fast/Pil suffix)."""
+    name = d.get("image_processor_type") or d.get("feature_extractor_type") or "ViTImageProcessor"
+    if not isinstance(name, str):
+        raise ModelError(f"image_processor_type must be a string, got {name!r}")
+    name = name.replace("FeatureExtractor", "ImageProcessor")
+    for suffix in ("Fast", "Pil"):
+        name = name.removesuffix(suffix)
+    if name not in PRESETS:
+        raise ModelError(f"unsupported image processor {name!r}; ved knows {', '.join(PRESETS)}")
+    return name
+
+
+def _value(d: dict, key: str, default: Any) -> Any:
+    """`d[key]`, or `default` when missing or null (transformers treats null as "use the class default")."""
+    value = d.get(key)
+    return default if value is None else value
+
+
+def _flag(d: dict, key: str, default: bool) -> bool:
+    value = _value(d, key, default)
+    if not isinstance(value, bool):
+        raise ModelError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _size_dict(size: Any, name: str, allowed: tuple[set[str], ...]) -> dict[str, int]:
+    """Normalise an int / [height, width] / dict size and check its keys and values."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = {"height": size, "width": size}
+    elif isinstance(size, (list, tuple)) and len(size) == 2:
+        size = {"height": size[0], "width": size[1]}
+    if not isinstance(size, dict) or set(size) not in allowed:
+        keys = " or ".join("{" + ", ".join(sorted(k)) + "}" for k in allowed)
+        raise ModelError(f"{name} must be an int or a dict with keys {keys}, got {size!r}")
+    for key, value in size.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(f"{name}[{key!r}] must be a positive integer, got {value!r}")
+    return dict(size)
+
+
+def _per_channel(value: Any, name: str) -> list[float]:
+    """A number or three numbers -> a list of three floats."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [float(value)] * 3
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return [float(v) for v in value]
+    raise ModelError(f"{name} must be a number or a list of 3 numbers, got {value!r}")
+
+
+# --- the steps -------------------------------------------------------------------------------------------------
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode -> RGB, as transformers' `convert_to_rgb` does: alpha (or a palette transparency) over white."""
+    if image.mode == "RGB":
+        return image
+    try:
+        if "A" in image.getbands() or image.info.get("transparency") is not None:
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        return image.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise InputError(f"cannot convert a {image.mode} image to RGB: {e}", where=_name(image)) from e
+
+
+def resized_size(height: int, width: int, size: dict[str, int]) -> tuple[int, int]:
+    """(height, width) after resizing an image of `height` x `width` to `size` (transformers' rules)."""
+    if "height" in size:
+        return size["height"], size["width"]
+    if "max_height" in size:
+        scale = min(size["max_height"] / height, size["max_width"] / width)
+        return max(1, int(height * scale)), max(1, int(width * scale))
+    short, long = min(height, width), max(height, width)
+    new_short = size["shortest_edge"]
+    if "longest_edge" in size:  # shrink the short edge so the long one fits, then keep the aspect ratio
+        raw = None
+        if long / short * new_short > size["longest_edge"]:
+            raw = size["longest_edge"] * short / long
+            new_short = int(round(raw))
+        if short == new_short:
+            return height, width
+        new_long = int((raw if raw is not None else new_short) * long / short)
+    else:
+        new_long = int(new_short * long / short)
+    new_long = max(1, new_long)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def center_crop(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Middle `height` x `width` of (C, H, W); an edge shorter than the crop is zero-padded, extra pad before."""
+    _, h, w = pixels.shape
+    out = pixels.new_zeros((pixels.shape[0], height, width))
+    top, left = (h - height) // 2, (w - width) // 2  # negative: the image is smaller along that edge
+    src_top, src_left = max(top, 0), max(left, 0)
+    dst_top, dst_left = max(-top, 0), max(-left, 0)
+    rows, cols = min(h, height), min(w, width)
+    out[:, dst_top : dst_top + rows, dst_left : dst_left + cols] = pixels[
+        :, src_top : src_top + rows, src_left : src_left + cols
+    ]
+    return out
+
+
+class ImageProcessor:
+    """Turns PIL images into the encoder's pixel values, following an ImageProcessorConfig."""
+
+    def __init__(self, config: ImageProcessorConfig | None = None):
+        self.config = config or ImageProcessorConfig()
+
+    def __call__(self, images: list[Image.Image]) -> torch.Tensor:
+        """PIL images -> (B, 3, H, W) float32. All images must come out the same size (a fixed size or a crop)."""
+        if isinstance(images, Image.Image):
+            images = [images]
+        if not images:
+            size = self.config.output_size()
+            if size is None:
+                raise InputError("no images given")
+            return torch.empty((0, 3, *size), dtype=torch.float32)
+        pixels = [self.process(image) for image in images]
+        shapes = {tuple(p.shape) for p in pixels}
+        if len(shapes) > 1:
+            raise InputError(
+                f"images came out in different sizes {sorted(s[1:] for s in shapes)}; "
+                "a batch needs a fixed size, a crop or padding"
+            )
+        return torch.stack(pixels)
+
+    def process(self, image: Image.Image) -> torch.Tensor:
+        """One PIL image -> (3, H, W) float32."""
+        c = self.config
+        image = to_rgb(image)
+        if c.do_resize:
+            height, width = resized_size(image.height, image.width, c.size)
+            image = image.resize((width, height), resample=c.resample)
+        x = torch.from_numpy(_as_array(image)).permute(2, 0, 1)  # (3, H, W) uint8
+        if c.do_center_crop:
+            x = center_crop(x, c.crop_size["height"], c.crop_size["width"])
+        if c.do_rescale:
+            x = (x.to(torch.float64) * c.rescale_factor).to(torch.float32)  # float64 first, as transformers does
+        if c.do_normalize:
+            mean = torch.tensor(c.image_mean, dtype=torch.float32)[:, None, None]
+            std = torch.tensor(c.image_std, dtype=torch.float32)[:, None, None]
+            x = (x.to(torch.float32) - mean) / std
+        x = x.to(torch.float32)
+        if c.do_pad:
+            x = _pad(x, c.pad_size["height"], c.pad_size["width"])
+        return x.contiguous()
+
+
+def _as_array(image: Image.Image) -> np.ndarray:
+    """RGB PIL image -> writable (H, W, 3) uint8 numpy array."""
+    return np.array(image, dtype=np.uint8).reshape(image.height, image.width, 3)
+
+
+def _pad(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Zero-pad (C, H, W) at the bottom and right to `height` x `width`."""
+    _, h, w = x.shape
+    if h > height or w > width:
+        raise InputError(f"image of {h}x{w} is larger than pad_size {height}x{width}")
+    return torch.nn.functional.pad(x, (0, width - w, 0, height - h))
+
+
+def _name(image: Image.Image) -> str | None:
+    return getattr(image, "filename", None) or None
+
+
+# --- files -----------------------------------------------------------------------------------------------------
+
+
+def load_image_processor(folder: str | Path, image_size: int | None = None) -> ImageProcessor:
+    """The image processor of a model folder: `processor_config.json`'s nested `image_processor` entry, else
+    `preprocessor_config.json`, else ViT defaults (at `image_size`, the encoder's, when given)."""
+    folder = Path(folder)
+    nested = folder / NESTED_PROCESSOR_FILE
+    if nested.is_file():
+        d = _read_json(nested)
+        if isinstance(d, dict) and isinstance(d.get("image_processor"), dict):
+            return ImageProcessor(_config_from(d["image_processor"], image_size, nested))
+    path = folder / PROCESSOR_FILE
+    if path.is_file():
+        return ImageProcessor(_config_from(_read_json(path), image_size, path))
+    return ImageProcessor(ImageProcessorConfig.from_dict({}, image_size=image_size))
+
+
+def _config_from(d: Any, image_size: int | None, path: Path) -> ImageProcessorConfig:
+    try:
+        return ImageProcessorConfig.from_dict(d, image_size=image_size)
+    except ModelError as e:
+        raise ModelError(e.message, where=str(path)) from e
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"cannot read image processor config: {e}", where=str(path)) from e
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Read an image file fully, turn it upright (EXIF orientation) and convert it to RGB."""
+    where = str(path)
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("is a directory, not an image file", where=where)
+    if not path.exists():
+        raise InputError("no such image file", where=where)
+    try:
+        if path.stat().st_size == 0:
+            raise InputError("image file is empty", where=where)
+        with Image.open(path) as image:
+            image.load()
+            upright = _upright(image)
+        return to_rgb(upright)
+    except InputError as e:
+        raise InputError(e.message, where=where) from e
+    except PermissionError as e:
+        raise InputError("cannot read image file: permission denied", where=where) from e
+    except Image.UnidentifiedImageError as e:
+        raise InputError("not an image file (unknown format)", where=where) from e
+    except Image.DecompressionBombError as e:
+        raise InputError(f"image is too large: {e}", where=where) from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        reason = str(e) or type(e).__name__
+        raise InputError(f"cannot decode image (truncated or corrupt?): {reason}", where=where) from e
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """A copy of a decoded image turned as its EXIF orientation tag says; as stored if the EXIF is unreadable."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a damaged EXIF block must not cost the user an otherwise good photo
+        return image.copy()
+
+
+__all__ = [
+    "ImageProcessor",
+    "ImageProcessorConfig",
+    "center_crop",
+    "load_image_processor",
+    "open_image",
+    "resized_size",
+    "to_rgb",
+]

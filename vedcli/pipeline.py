@@ -1,0 +1,65 @@
+"""Images in, text out: a model, its tokenizer and its image processor, loaded once and run on batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .decoding import DecodingOptions, ResolvedOptions, generate
+from .hub import resolve_model
+from .image import ImageProcessor, load_image_processor
+from .model import VisionEncoderDecoder, load_model
+from .tokenizer import Tokenizer, load_tokenizer
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    score: float  # sequence log-probability (length-penalised for beams, as the reference reports it)
+    tokens: list[int]
+
+
+class Pipeline:
+    def __init__(self, model: VisionEncoderDecoder, tokenizer: Tokenizer, processor: ImageProcessor):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = processor
+
+    @classmethod
+    def load(
+        cls, model: str | Path, revision: str | None = None, device: str = "auto", dtype: str | None = None
+    ) -> "Pipeline":
+        folder = resolve_model(str(model), revision)
+        net = load_model(folder, device=device, dtype=dtype)
+        height, width = net.config.encoder.image_size
+        processor = load_image_processor(folder, image_size=height if height == width else None)
+        return cls(net, load_tokenizer(folder), processor)
+
+    def resolve(self, options: DecodingOptions) -> ResolvedOptions:
+        """Options merged with the checkpoint's defaults and validated (OptionError names the flag)."""
+        return options.resolve(self.model.generation_config)
+
+    @torch.inference_mode()
+    def run(self, images: list[Image.Image], options: DecodingOptions) -> list[list[Hypothesis]]:
+        """One list of `num_return_sequences` hypotheses per image, best first."""
+        resolved = self.resolve(options)
+        pixels = self.processor(images)
+        out = generate(self.model, pixels, resolved, self.model.generation_config)
+        texts = self.tokenizer.batch_decode(out.sequences)
+        per_image = len(texts) // len(images)
+        hyps = [
+            Hypothesis(text.strip(), float(score), _strip(seq.tolist(), self.model.generation_config.pad_token_id))
+            for text, score, seq in zip(texts, out.scores, out.sequences)
+        ]
+        return [hyps[i * per_image : (i + 1) * per_image] for i in range(len(images))]
+
+
+def _strip(tokens: list[int], pad: int | None) -> list[int]:
+    """Generated ids without the start token and the trailing padding."""
+    tokens = tokens[1:]
+    while tokens and pad is not None and tokens[-1] == pad:
+        tokens.pop()
+    return tokens

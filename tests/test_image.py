@@ -219,6 +219,9 @@ def _mode_images() -> dict[str, Image.Image]:
     p = rgb.convert("P")
     p.info["transparency"] = int(np.asarray(p)[0, 0])  # one palette entry see-through
     images["P-transparent"] = p
+    keyed = rgb.copy()
+    keyed.info["transparency"] = tuple(int(v) for v in np.asarray(rgb)[0, 0])  # a PNG tRNS colour key
+    images["RGB-transparent"] = keyed
     images["I;16"] = Image.fromarray(rng.randint(0, 700, (9, 13)).astype(np.uint16))
     images["I"] = Image.fromarray(rng.randint(-300, 300, (9, 13)).astype(np.int32))
     return images
@@ -242,7 +245,7 @@ def test_mode_pil_cannot_convert_is_an_input_error():
 
 @pytest.mark.parametrize(
     "mode, fmt", [("1", "png"), ("L", "png"), ("LA", "png"), ("P-transparent", "png"), ("RGBA", "png"),
-                  ("I;16", "png"), ("I", "tiff"), ("F", "tiff"), ("P-transparent", "gif")]
+                  ("RGB-transparent", "png"), ("I;16", "png"), ("I", "tiff"), ("F", "tiff"), ("P-transparent", "gif")]
 )
 def test_open_image_converts_like_reference(mode, fmt, tmp_path):
     image = _mode_images()[mode]
@@ -381,8 +384,9 @@ def _encoded(tmp_path: Path, fmt: str) -> bytes:
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])
 def test_open_image_truncated(fmt, tmp_path):
+    whole = _encoded(tmp_path, fmt)
     path = tmp_path / f"cut.{fmt}"
-    path.write_bytes(_encoded(tmp_path, fmt)[: len(_encoded(tmp_path, fmt)) // 2])
+    path.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(InputError, match="truncated or corrupt") as info:
         open_image(path)
     assert info.value.where == str(path)

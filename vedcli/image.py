@@ -13,7 +13,6 @@ PIL, so its values differ from these by at most one 8-bit level on a small share
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,18 +99,16 @@ class ImageProcessorConfig:
         processor_type = _family(d)
         preset = PRESETS[processor_type]
         square = _value(d, "default_to_square", True)  # an int `size` means a square unless this says otherwise
-        if "size" in d and d["size"] is not None:
-            size = d["size"]
-            if isinstance(size, int) and not isinstance(size, bool):
-                size = {"height": size, "width": size} if square else {"shortest_edge": size}
-        elif image_size is not None:
-            size = {"height": image_size, "width": image_size}
-        else:
-            size = preset.size
+        encoder_square = {"height": image_size, "width": image_size} if image_size else None
+        size = d.get("size")
+        if isinstance(size, int) and not isinstance(size, bool):
+            size = {"height": size, "width": size} if square else {"shortest_edge": size}
+        elif size is None:
+            size = encoder_square or preset.size
         do_center_crop = _flag(d, "do_center_crop", preset.do_center_crop)
         crop_size = d.get("crop_size")
         if crop_size is None:
-            crop_size = {"height": image_size, "width": image_size} if image_size and do_center_crop else preset.crop_size
+            crop_size = (do_center_crop and encoder_square) or preset.crop_size
         return cls(
             processor_type=processor_type,
             do_convert_rgb=d.get("do_convert_rgb"),
@@ -203,7 +200,7 @@ def _per_channel(value: Any, name: str) -> list[float]:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode -> RGB, as transformers' `convert_to_rgb` does: alpha (or a palette transparency) over white."""
-    if image.mode == "RGB":
+    if image.mode == "RGB" and image.info.get("transparency") is None:
         return image
     try:
         if "A" in image.getbands() or image.info.get("transparency") is not None:

@@ -70,6 +70,15 @@ def _pixels(n: int, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: a second intra-op thread only spins (and costs a lot on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def models():
     made: dict[str, T.VisionEncoderDecoderModel] = {}
@@ -167,17 +176,20 @@ def test_greedy_processors_match_reference(models, kwargs):
     assert torch.equal(ours.sequences, ref.sequences)
 
 
-def test_greedy_multiple_eos_ids_and_default_length(models):
-    """eos given as a list; no length option at all: the reference's 20 new tokens."""
+@pytest.mark.parametrize("beams", [1, 3])
+def test_multiple_eos_ids_and_default_length(models, beams):
+    """eos given as a list (three ids: beam search keeps 4 candidates per beam); no length option at all:
+    the reference's 20 new tokens."""
     model = models("bert")
     pixels = _pixels(4)
     plain = _hf(model, pixels, max_new_tokens=6, eos_token_id=None).sequences
-    eos = [int(plain[0, 3]), int(plain[2, 2])]
-    ref = _hf(model, pixels, eos_token_id=eos)
+    eos = [int(plain[0, 3]), int(plain[2, 2]), int(plain[3, 4])]
+    ref = _hf(model, pixels, eos_token_id=eos, num_beams=beams)
     gen = _gen_of(model)
     gen.eos_token_id = eos
-    ours = generate(HFStepper(model), pixels, DecodingOptions().resolve(gen), gen)
+    ours = generate(HFStepper(model), pixels, DecodingOptions(num_beams=beams).resolve(gen), gen)
     assert torch.equal(ours.sequences, ref.sequences)
+    assert torch.isin(ours.sequences[:, 1:], torch.tensor(eos[1:])).any()
 
 
 def test_no_eos_runs_to_max_length(models):
@@ -209,6 +221,7 @@ BEAM_CASES = [
     ("bert", 3, 1.0, False, 2, {}),
     ("bert", 4, 2.0, True, 1, dict(no_repeat_ngram_size=3)),
     ("trocr", 3, -1.0, "never", 3, {}),
+    ("trocr", 2, 2.0, "never", 2, {}),
     ("trocr", 5, 1.0, True, 2, dict(repetition_penalty=0.7)),
 ]
 
@@ -311,41 +324,45 @@ def _scores(rows: int = 6, vocab: int = 30, seed: int = 1) -> torch.Tensor:
     return torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * 3
 
 
+CPU = torch.device("cpu")
 PROCESSOR_PAIRS = [
-    (lambda: D.RepetitionPenalty(1.8), lambda: hf_lp.RepetitionPenaltyLogitsProcessor(1.8)),
-    (lambda: D.RepetitionPenalty(0.5), lambda: hf_lp.RepetitionPenaltyLogitsProcessor(0.5)),
-    (lambda: D.NoRepeatNGram(2), lambda: hf_lp.NoRepeatNGramLogitsProcessor(2)),
-    (lambda: D.NoRepeatNGram(3), lambda: hf_lp.NoRepeatNGramLogitsProcessor(3)),
-    (lambda: D.NoRepeatNGram(12), lambda: hf_lp.NoRepeatNGramLogitsProcessor(12)),
+    # (ours, the reference's, whether the case changes the scores)
+    (lambda: D.RepetitionPenalty(1.8), lambda: hf_lp.RepetitionPenaltyLogitsProcessor(1.8), True),
+    (lambda: D.RepetitionPenalty(0.5), lambda: hf_lp.RepetitionPenaltyLogitsProcessor(0.5), True),
+    (lambda: D.NoRepeatNGram(2), lambda: hf_lp.NoRepeatNGramLogitsProcessor(2), True),
+    (lambda: D.NoRepeatNGram(3), lambda: hf_lp.NoRepeatNGramLogitsProcessor(3), True),
+    (lambda: D.NoRepeatNGram(10), lambda: hf_lp.NoRepeatNGramLogitsProcessor(10), False),  # history too short
     (
-        lambda: D.BadWords([[5], [0, 5], [10, 10, 15], [25]], eos=[25], device=torch.device("cpu")),
+        lambda: D.BadWords([[5], [0, 5], [10, 10, 15], [25]], eos=[25], device=CPU),
         lambda: hf_lp.NoBadWordsLogitsProcessor([[5], [0, 5], [10, 10, 15], [25]], eos_token_id=[25]),
+        True,
     ),
-    (
-        lambda: D.MinNewTokens(9, eos=[3, 4], device=torch.device("cpu")),
-        lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 9, [3, 4]),
-    ),
-    (
-        lambda: D.MinNewTokens(8, eos=[3], device=torch.device("cpu")),
-        lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 8, [3]),
-    ),
-    (lambda: D.ForcedEOS(10, eos=[7, 8], device=torch.device("cpu")),
-     lambda: hf_lp.ForcedEOSTokenLogitsProcessor(10, [7, 8])),
-    (lambda: D.Temperature(0.6), lambda: hf_lp.TemperatureLogitsWarper(0.6)),
-    (lambda: D.TopK(4), lambda: hf_lp.TopKLogitsWarper(4)),
-    (lambda: D.TopK(1, keep=3), lambda: hf_lp.TopKLogitsWarper(1, min_tokens_to_keep=3)),
-    (lambda: D.TopP(0.7), lambda: hf_lp.TopPLogitsWarper(0.7)),
-    (lambda: D.TopP(0.05, keep=2), lambda: hf_lp.TopPLogitsWarper(0.05, min_tokens_to_keep=2)),
+    (lambda: D.MinNewTokens(9, eos=[3, 4], device=CPU), lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 9, [3, 4]),
+     True),
+    (lambda: D.MinNewTokens(8, eos=[3], device=CPU), lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 8, [3]),
+     False),  # 8 tokens generated: eos allowed again
+    (lambda: D.ForcedEOS(10, eos=[7, 8], device=CPU), lambda: hf_lp.ForcedEOSTokenLogitsProcessor(10, [7, 8]), True),
+    (lambda: D.ForcedEOS(11, eos=[7], device=CPU), lambda: hf_lp.ForcedEOSTokenLogitsProcessor(11, [7]), False),
+    (lambda: D.Temperature(0.6), lambda: hf_lp.TemperatureLogitsWarper(0.6), True),
+    (lambda: D.TopK(4), lambda: hf_lp.TopKLogitsWarper(4), True),
+    (lambda: D.TopK(1, keep=3), lambda: hf_lp.TopKLogitsWarper(1, min_tokens_to_keep=3), True),
+    (lambda: D.TopP(0.7), lambda: hf_lp.TopPLogitsWarper(0.7), True),
+    (lambda: D.TopP(0.05, keep=2), lambda: hf_lp.TopPLogitsWarper(0.05, min_tokens_to_keep=2), True),
 ]
 
 
-@pytest.mark.parametrize("ours,theirs", PROCESSOR_PAIRS)
-def test_processor_matches_reference(ours, theirs):
+@pytest.mark.parametrize("ours,theirs,changes", PROCESSOR_PAIRS)
+def test_processor_matches_reference(ours, theirs, changes):
     tokens, scores = _history(), _scores()
     expected = theirs()(tokens, scores.clone())
     got = ours()(tokens, scores.clone())
     assert torch.equal(got, expected)
-    assert not torch.equal(got, scores)  # the case does change something
+    assert torch.equal(got, scores) != changes
+
+
+def test_short_history_bans_no_ngram():
+    tokens, scores = _history(length=3), _scores()
+    assert torch.equal(D.NoRepeatNGram(4)(tokens, scores), scores)
 
 
 def test_forced_bos_matches_reference():
@@ -385,8 +402,8 @@ def _reference_processors(model, monkeypatch, **kwargs) -> list:
     [
         dict(do_sample=True),
         dict(do_sample=True, temperature=0.5, top_k=5, top_p=0.6, repetition_penalty=1.3, no_repeat_ngram_size=2,
-             min_new_tokens=12, bad_words_ids=[[6], [12, 18]], forced_eos_token_id=[4, 9], max_new_tokens=9),
-        dict(do_sample=True, num_beams=3, top_k=2, top_p=0.3),  # beam sampling keeps 2 tokens
+             min_new_tokens=5, bad_words_ids=[[6], [12, 18]], forced_eos_token_id=[4, 9], max_new_tokens=9),
+        dict(do_sample=True, num_beams=3, top_k=1, top_p=0.3),  # beam sampling keeps 2 tokens
         dict(num_beams=2, repetition_penalty=0.8, min_length=12, forced_bos_token_id=5),
     ],
 )
@@ -401,7 +418,6 @@ def test_processor_list_matches_reference(models, monkeypatch, kwargs):
             setattr(gen, key, kwargs.pop(key))
     opts = DecodingOptions.from_kwargs(**kwargs).resolve(gen)
     ours = build_processors(opts, D.SpecialTokens.from_config(gen))
-    assert len(ours) == len(theirs)
     for length in (1, 6, 9):
         tokens = _history(length=length, vocab=vocab)
         tokens[:, 0] = START
@@ -493,7 +509,8 @@ def test_from_folder_reads_generation_config_json(models, tmp_path):
     model.save_pretrained(tmp_path)
     gc = T.GenerationConfig(decoder_start_token_id=START, bos_token_id=START, eos_token_id=[2, 7], pad_token_id=PAD,
                             max_length=17, num_beams=3, length_penalty=0.5, early_stopping="never",
-                            no_repeat_ngram_size=2, bad_words_ids=[[4], [5, 6]], top_k=9, min_new_tokens=2)
+                            no_repeat_ngram_size=2, bad_words_ids=[[4], [5, 6]], do_sample=True, top_k=9,
+                            min_new_tokens=2)
     gc.save_pretrained(tmp_path)
     ours = GenerationConfig.from_folder(tmp_path)
     _assert_same_config(ours, T.VisionEncoderDecoderModel.from_pretrained(tmp_path).generation_config)

@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import huggingface_hub
 import pytest
 from huggingface_hub import constants
 
@@ -349,9 +348,10 @@ def test_environment_variables_in_a_fresh_process(tmp_path: Path) -> None:
     """HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT as a user sets them; the unreachable-hub error is fast."""
     snapshot = _handmade_cache(tmp_path)
     code = (
-        "import sys\nfrom vedcli.hub import resolve_model\nfrom vedcli.errors import ModelError\n"
-        "print(resolve_model('org/hand'))\n"
+        "import time\nfrom vedcli.hub import resolve_model\nfrom vedcli.errors import ModelError\n"
+        "print(resolve_model('org/hand'))\nstart = time.monotonic()\n"
         "try:\n    resolve_model('org/absent')\nexcept ModelError as e:\n    print(e)\n"
+        "print(time.monotonic() - start < 3)\n"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
     env.pop("HF_HUB_OFFLINE", None)
@@ -359,9 +359,8 @@ def test_environment_variables_in_a_fresh_process(tmp_path: Path) -> None:
         ("unreachable", {"HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}, "the hub cannot be reached"),
         ("offline", {"HF_HUB_OFFLINE": "1"}, "offline mode is on (HF_HUB_OFFLINE)"),
     ]:
-        start = time.monotonic()
         done = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
-                              timeout=60, cwd=tmp_path)
-        assert time.monotonic() - start < 20, name
+                              timeout=120, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines() == [str(snapshot), f"model is not in the local cache and {why} (org/absent)"]
+        lines = done.stdout.splitlines()
+        assert lines == [str(snapshot), f"model is not in the local cache and {why} (org/absent)", "True"], name

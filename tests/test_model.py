@@ -48,7 +48,7 @@ def test_cached_steps_equal_full_forward(tiny, decoder):
         cache = model.new_cache(model.encode(pixels), group=1, max_len=6)
         steps = [model.decode_step(ids[:, :2], cache)] + [model.decode_step(ids[:, t : t + 1], cache) for t in range(2, 6)]
     assert cache.pos == 6
-    assert (torch.cat(steps, dim=1) - full).abs().max() < 1e-5
+    assert (torch.cat(steps, dim=1) - full).abs().max() < 1e-4
 
 
 def test_group_shares_image_features_without_copies(tiny):
@@ -63,7 +63,7 @@ def test_group_shares_image_features_without_copies(tiny):
         assert cache.cross[0][0].shape[0] == 2  # one entry per image, not per row
         grouped = torch.cat([model.decode_step(ids[:, t : t + 1], cache) for t in range(4)], dim=1)
         expanded = model(encoder_outputs=encoded.repeat_interleave(group, 0), decoder_input_ids=ids).logits
-    assert (grouped - expanded).abs().max() < 1e-5
+    assert (grouped - expanded).abs().max() < 1e-4
 
 
 def test_reorder_moves_cache_rows(tiny):
@@ -78,7 +78,7 @@ def test_reorder_moves_cache_rows(tiny):
         swapped = torch.stack([ids[1], ids[1]])
         swapped[:, 2] = ids[:, 2]
         expected = model(encoder_outputs=model.encode(pixels).expand(2, -1, -1), decoder_input_ids=swapped).logits
-    assert (last[:, 0] - expected[:, 2]).abs().max() < 1e-5
+    assert (last[:, 0] - expected[:, 2]).abs().max() < 1e-4
 
 
 LAYOUTS = [dict(safe=False), dict(max_shard_size="20KB"), dict(safe=False, max_shard_size="20KB")]

@@ -158,7 +158,7 @@ def write_wordpiece(folder: str | Path, lowercase: bool = True) -> int:
     (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
     _write_json(
         folder / "special_tokens_map.json",
-        {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
+        {name.lower().strip("[]") + "_token": name for name in specials},
     )
     _write_json(
         folder / "tokenizer_config.json",
@@ -179,7 +179,8 @@ def write_wordpiece(folder: str | Path, lowercase: bool = True) -> int:
     return len(vocab)
 
 
-def _train_sentencepiece(model_type: str, vocab_size: int) -> bytes:
+def train_sentencepiece(model_type: str, vocab_size: int, byte_fallback: bool = False) -> bytes:
+    """The bytes of a SentencePiece model trained on `TEXT` (`model_type` "bpe" or "unigram")."""
     import sentencepiece as spm  # test-only dependency
 
     buffer = io.BytesIO()
@@ -194,16 +195,20 @@ def _train_sentencepiece(model_type: str, vocab_size: int) -> bytes:
         unk_id=0,
         pad_id=-1,
         hard_vocab_limit=False,
+        byte_fallback=byte_fallback,
         minloglevel=2,
     )
     return buffer.getvalue()
 
 
-def write_sentencepiece(folder: str | Path, model_type: str = "bpe") -> int:
-    """XLM-R SentencePiece as in microsoft/trocr-small-*: sentencepiece.bpe.model and legacy configs only."""
+def write_sentencepiece(folder: str | Path, model_type: str = "bpe", byte_fallback: bool = False) -> int:
+    """XLM-R SentencePiece as in microsoft/trocr-small-*: sentencepiece.bpe.model and legacy configs only.
+
+    `byte_fallback` adds the 256 `<0xNN>` pieces (transformers' XLM-R tokenizer ignores them, maps to <unk>)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data = _train_sentencepiece(model_type, vocab_size=180 if model_type == "bpe" else 120)
+    size = 180 if model_type == "bpe" else 120
+    data = train_sentencepiece(model_type, vocab_size=size + 256 * byte_fallback, byte_fallback=byte_fallback)
     (folder / "sentencepiece.bpe.model").write_bytes(data)
     mask = {"content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False, "normalized": False}
     _write_json(

@@ -10,6 +10,7 @@ Errors are one line, `Error: <what> (<where>)`, on stderr; VED_DEBUG=1 shows the
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, TextIO
 
-import click
 import typer
 from PIL import Image
 
@@ -26,7 +26,7 @@ from .decoding import DecodingOptions
 from .errors import InputError, OptionError, VedError
 from .image import open_image
 from .inputs import InputItem, expand_inputs
-from .output import ResultWriter, make_writer, open_output
+from .output import make_writer, open_output
 from .pipeline import Pipeline
 
 CAPTION_MODEL = "nlpconnect/vit-gpt2-image-captioning"
@@ -214,23 +214,29 @@ def run(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) ->
     pipeline = Pipeline.load(settings.model, settings.revision, device=settings.device, dtype=settings.dtype)
     resolved = pipeline.resolve(settings.options)
     out = stdout if settings.output in (None, "-") else open_output(settings.output)
-    writer = make_writer(settings.format, out, single_input=len(items) == 1,
-                         ranked=resolved.num_return_sequences > 1, err=stderr)
+    # A progress bar when stderr is a terminal that the results are not printed on as well.
+    show_bar = _is_terminal(stderr) and not (out is stdout and _is_terminal(stdout))
+    bar = None
     bad = 0
     try:
-        with _progress(len(items), stderr) as advance:
-            for batch in _batches(items, settings.batch_size):
-                images = [image for _item, image, _error in batch if image is not None]
-                results = iter(pipeline.run(images, settings.options) if images else [])
-                for item, image, error in batch:
-                    if error is not None:
-                        writer.error(item.path, error)
-                        bad += 1
-                    else:
-                        writer.results(item.path, next(results))
-                writer.flush()
-                advance(len(batch))
+        bar = _ProgressBar(len(items), stderr) if show_bar else None
+        writer = make_writer(settings.format, out, single_input=len(items) == 1,
+                             ranked=resolved.num_return_sequences > 1, err=bar.above if bar else stderr)
+        for batch in _batches(items, settings.batch_size):
+            images = [image for _item, image, _error in batch if image is not None]
+            results = iter(pipeline.run(images, settings.options) if images else [])
+            for item, image, error in batch:
+                if error is not None:
+                    writer.error(item.path, error)
+                    bad += 1
+                else:
+                    writer.results(item.path, next(results))
+            writer.flush()
+            if bar:
+                bar.advance(len(batch))
     finally:
+        if bar:
+            bar.stop()
         if out is not stdout:
             out.close()
     return EXIT_BAD_INPUT if bad else EXIT_OK
@@ -259,28 +265,38 @@ def _batches(items: list[InputItem], batch_size: int) -> Iterator[list[Row]]:
         yield batch
 
 
-class _progress:
-    """A rich progress bar on stderr when stderr is a terminal; nothing otherwise. Yields advance(n)."""
+class _ProgressBar:
+    """A rich progress bar on stderr; `above` is a stream whose lines are printed above the bar."""
 
     def __init__(self, total: int, stderr: TextIO):
-        self.total = total
-        self.bar = None
-        if _is_terminal(stderr):
-            from rich.console import Console
-            from rich.progress import Progress
+        from rich.console import Console
+        from rich.progress import Progress
 
-            self.bar = Progress(console=Console(file=stderr), transient=True)
+        self.console = Console(file=stderr)
+        self.progress = Progress(console=self.console, transient=True, redirect_stdout=False, redirect_stderr=False)
+        self.task = self.progress.add_task("images", total=total)
+        self.above = _ConsoleLines(self.console)
+        self.progress.start()
 
-    def __enter__(self):
-        if self.bar is None:
-            return lambda n: None
-        self.bar.start()
-        task = self.bar.add_task("images", total=self.total)
-        return lambda n: self.bar.advance(task, n)
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)
 
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+class _ConsoleLines(io.TextIOBase):
+    """A text stream that prints through a rich console, so a live progress bar stays below what is written."""
+
+    def __init__(self, console):
+        self.console = console
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.console.out(text, end="", highlight=False)
+        return len(text)
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -304,15 +320,18 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="ved", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as error:  # `ved` alone: the help text, as a usage error
-        print(error.ctx.get_help() if error.ctx else error.format_message(), file=sys.stderr)
-        return EXIT_USAGE
-    except click.ClickException as error:
-        hint = f" (see '{error.ctx.command_path} --help')" if getattr(error, "ctx", None) is not None else ""
-        print(f"Error: {error.format_message()}{hint}", file=sys.stderr)
+    except typer.TyperException as error:  # bad flags or values, found while parsing the command line
+        message = error.format_message()
+        if not message.strip() or "\n" in message:  # `ved` alone: typer has shown the help, or hands it here
+            if message.strip():
+                print(message, file=sys.stderr)
+        else:
+            ctx = getattr(error, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            print(f"Error: {message}{hint}", file=sys.stderr)
         return error.exit_code
-    except click.exceptions.Abort:
-        return EXIT_INTERRUPTED
+    except typer.Abort:
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         # The reader went away (`ved ... | head`): stop quietly, and keep Python's exit-time flush quiet too.
         sys.stdout = open(os.devnull, "w")

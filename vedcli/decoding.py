@@ -588,7 +588,7 @@ class BeamSearchDecoder:
         batch, beams, max_len = enc.shape[0], opt.num_beams, opt.max_length
         device = enc.device
         eos = torch.tensor(special.eos, dtype=torch.long, device=device)
-        width = max(2, 1 + len(special.eos)) * beams  # candidates kept per image and step
+        width = 2 * beams  # candidates kept per image and step
         first_beams = torch.arange(width, device=device) < beams  # only these may join the finished set
         penalty, early = float(opt.length_penalty), opt.early_stopping
         # what the reference fills unwritten positions with (a pad id of 0 gives way to the first eos id)

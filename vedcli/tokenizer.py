@@ -20,13 +20,12 @@ take only the vocabulary from the files, even from a tokenizer.json; so does thi
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import tokenizers
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
@@ -56,9 +55,8 @@ SPM_NORMAL, SPM_UNKNOWN, SPM_CONTROL, SPM_USER_DEFINED, SPM_UNUSED, SPM_BYTE = 1
 SPM_UNIGRAM, SPM_BPE = 1, 2  # trainer model types
 
 
-@dataclass(frozen=True)
-class SentencePiece:
-    """One vocabulary entry of a SentencePiece model."""
+class SentencePiece(NamedTuple):
+    """One vocabulary entry of a SentencePiece model (a tuple: models have tens of thousands)."""
 
     piece: str
     score: float = 0.0
@@ -88,6 +86,8 @@ _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5  # protobuf wire types
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     """Decode one base-128 varint at `pos`; returns (value, next position)."""
+    if pos < len(data) and data[pos] < 0x80:  # one byte: the common case
+        return data[pos], pos + 1
     value, shift = 0, 0
     while True:
         if pos >= len(data):
@@ -137,7 +137,20 @@ def _expect(wire: int, expected: int, what: str) -> None:
         raise _ProtoError(f"{what} has wire type {wire}, expected {expected}")
 
 
+_FLOAT = struct.Struct("<f")
+
+
 def _parse_piece(data: bytes) -> SentencePiece:
+    # Fast path for the layout sentencepiece writes: 0x0A len piece, 0x15 score, [0x18 type] (type < 128)
+    size = len(data)
+    if size >= 7 and data[0] == 0x0A and data[1] < 0x80:
+        end = 2 + data[1]
+        if end + 5 <= size and data[end] == 0x15:
+            score = _FLOAT.unpack_from(data, end + 1)[0]
+            if end + 5 == size:
+                return SentencePiece(data[2:end].decode("utf-8"), score)
+            if end + 7 == size and data[end + 5] == 0x18 and data[end + 6] < 0x80:
+                return SentencePiece(data[2:end].decode("utf-8"), score, data[end + 6])
     piece, score, kind = "", 0.0, SPM_NORMAL
     for number, wire, value in _proto_fields(data):
         if number == 1:
@@ -145,7 +158,7 @@ def _parse_piece(data: bytes) -> SentencePiece:
             piece = value.decode("utf-8")  # type: ignore[union-attr]
         elif number == 2:
             _expect(wire, _FIXED32, "score")
-            score = struct.unpack("<f", value)[0]  # type: ignore[arg-type]
+            score = _FLOAT.unpack(value)[0]  # type: ignore[arg-type]
         elif number == 3:
             _expect(wire, _VARINT, "type")
             kind = int(value)  # type: ignore[arg-type]
@@ -240,12 +253,13 @@ def _as_special(token: Any) -> Any:
 
 @dataclass
 class TokenizerSettings:
-    """What the config files say, merged as transformers' `from_pretrained` merges them."""
+    """What the config files say, merged in the order and with the quirks of transformers' `from_pretrained`."""
 
-    options: dict[str, Any] = field(default_factory=dict)  # tokenizer_config.json entries (add_prefix_space, ...)
-    special_tokens: dict[str, Any] = field(default_factory=dict)  # name -> str | AddedToken, from the files only
+    options: dict[str, Any] = field(default_factory=dict)  # the other tokenizer_config.json entries
+    special_tokens: dict[str, Any] = field(default_factory=dict)  # name -> str | AddedToken, as the files give them
     model_specific_tokens: dict[str, Any] = field(default_factory=dict)  # other `*_token` names (e.g. `sep2_token`)
-    extra_special_tokens: list[Any] | None = None  # `additional_special_tokens`; None when the files give none
+    extra_special_tokens: list[Any] | None = None  # config's extra (or additional) special tokens; None if unset
+    additional_special_tokens: list[Any] | None = None  # special_tokens_map.json's, used when the above is None
     added_tokens: dict[int, AddedToken] = field(default_factory=dict)  # id -> token, registered before the specials
     tokenizer_class: str | None = None  # without a "Fast" suffix
 
@@ -256,7 +270,7 @@ class TokenizerSettings:
             raise ModelError(f"{CONFIG_FILE} is not a JSON object", where=str(folder / CONFIG_FILE))
         try:
             return cls._merge(folder, dict(config), tokenizer_json)
-        except (TypeError, ValueError, AttributeError) as err:
+        except (TypeError, ValueError, AttributeError, KeyError) as err:
             raise ModelError(f"bad special or added tokens: {err}", where=str(folder)) from err
 
     @classmethod
@@ -279,40 +293,49 @@ class TokenizerSettings:
                     raise TypeError(f"added_tokens_decoder[{index}] is not a token")
                 settings.added_tokens[int(index)] = token
         else:  # legacy layout: special_tokens_map.json, added_tokens.json and tokenizer.json's added_tokens
-            special_map = _read_json(folder / SPECIAL_TOKENS_FILE) or {}
-            for key, value in special_map.items():
-                if key in ("additional_special_tokens", "extra_special_tokens") and isinstance(value, list):
-                    existing = list(init.get("extra_special_tokens") or [])
-                    existing += [tok for tok in map(_as_special, value) if tok not in existing]
-                    init["extra_special_tokens"] = existing
-                else:
-                    init[key] = _as_special(value)
-            named = {str(init[key]) for key in SPECIAL_TOKEN_NAMES if init.get(key)}
-            named |= {str(tok) for tok in init.get("extra_special_tokens") or []}
-            for content, index in (_read_json(folder / ADDED_TOKENS_FILE) or {}).items():
-                special = content in named
-                settings.added_tokens[int(index)] = AddedToken(
-                    content, rstrip=False, lstrip=False, normalized=not special, special=special
-                )
-            for entry in (tokenizer_json or {}).get("added_tokens") or []:
-                settings.added_tokens[int(entry["id"])] = _added_token(entry)
+            cls._merge_legacy(folder, init, tokenizer_json, settings)
 
         init = _revive_added_tokens(init)
-        by_content = {str(token): token for token in settings.added_tokens.values()}
         for key in list(init):
             value = init[key]
             if key in SPECIAL_TOKEN_NAMES:
-                init.pop(key)
-                value = _as_special(value)
-                if by_content and value is not None:
-                    value = by_content.get(str(value), value)
-                settings.special_tokens[key] = value
+                settings.special_tokens[key] = _as_special(init.pop(key))
             elif key.endswith("_token") and isinstance(value, (str, AddedToken)):
                 settings.model_specific_tokens[key] = init.pop(key)
-        extras = init.pop("extra_special_tokens", None)  # a given empty list still counts: it hides spm's own
-        settings.extra_special_tokens = None if extras is None else [_as_special(tok) for tok in extras]
+        # a given list counts even when empty: it hides the fallbacks
+        for key in ("extra_special_tokens", "additional_special_tokens"):
+            tokens = init.pop(key, None)
+            if tokens is not None and not isinstance(tokens, list):
+                raise TypeError(f"{key} is not a list")
+            setattr(settings, key, None if tokens is None else [_as_special(tok) for tok in tokens])
         settings.options = init
         return settings
+
+    @staticmethod
+    def _merge_legacy(
+        folder: Path, init: dict[str, Any], tokenizer_json: dict[str, Any] | None, settings: TokenizerSettings
+    ) -> None:
+        special_map = _read_json(folder / SPECIAL_TOKENS_FILE) or {}
+        for key, value in special_map.items():
+            if key == "extra_special_tokens" and isinstance(value, list):
+                existing = list(init.get(key) or [])
+                existing += [tok for tok in map(_as_special, value) if tok not in existing]
+                init[key] = existing
+            elif isinstance(value, dict) and key != "extra_special_tokens":
+                init[key] = _added_token(value, special=True)
+            else:  # note: an `additional_special_tokens` list stays apart (it is not special for added_tokens.json)
+                init[key] = value
+        if isinstance(init.get("extra_special_tokens"), dict):
+            settings.model_specific_tokens.update(init.pop("extra_special_tokens"))
+        named = {str(init[key]) for key in SPECIAL_TOKEN_NAMES if init.get(key)}
+        named |= {str(tok) for tok in init.get("extra_special_tokens") or []}
+        for content, index in (_read_json(folder / ADDED_TOKENS_FILE) or {}).items():
+            special = content in named
+            settings.added_tokens[int(index)] = AddedToken(
+                content, rstrip=False, lstrip=False, normalized=not special, special=special
+            )
+        for entry in (tokenizer_json or {}).get("added_tokens") or []:
+            settings.added_tokens[int(entry["id"])] = _added_token(entry)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -369,18 +392,12 @@ def _bpe_model(source: _Source) -> models.BPE:
     )
 
 
-def _byte_level(backend: tokenizers.Tokenizer, options: dict[str, Any]) -> tokenizers.Tokenizer:
+def _build_byte_level_bpe(source: _Source, options: dict[str, Any], specials: dict[str, Any]) -> tokenizers.Tokenizer:
+    """GPT2Tokenizer and RobertaTokenizer (they differ only in special tokens and post-processor)."""
+    backend = tokenizers.Tokenizer(_bpe_model(source))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(options.get("add_prefix_space", False)))
     backend.decoder = decoders.ByteLevel()
     return backend
-
-
-def _build_gpt2(source: _Source, options: dict[str, Any], specials: dict[str, Any]) -> tokenizers.Tokenizer:
-    return _byte_level(tokenizers.Tokenizer(_bpe_model(source)), options)
-
-
-def _build_roberta(source: _Source, options: dict[str, Any], specials: dict[str, Any]) -> tokenizers.Tokenizer:
-    return _byte_level(tokenizers.Tokenizer(_bpe_model(source)), options)
 
 
 def _build_bert(source: _Source, options: dict[str, Any], specials: dict[str, Any]) -> tokenizers.Tokenizer:
@@ -449,7 +466,7 @@ class Family:
     format: str  # Tokenizer.format when the folder has no tokenizer.json
     defaults: dict[str, str | None]  # the class's default special tokens
     build: Callable[[_Source, dict[str, Any], dict[str, Any]], tokenizers.Tokenizer]
-    post_processor: str  # "template" (add_bos/eos_token), "roberta", "bert", "xlm-roberta" or "file"
+    post_processor: str  # "template" (add_bos/eos_token), "roberta", "bert", "xlm-roberta" or "file" (keep)
 
 
 _ROBERTA_TOKENS = {
@@ -465,17 +482,41 @@ _EOT = "<|endoftext|>"
 
 FAMILIES: dict[str, Family] = {
     "gpt2": Family(
-        "gpt2", "gpt2-bpe", {"unk_token": _EOT, "bos_token": _EOT, "eos_token": _EOT, "pad_token": None},
-        _build_gpt2, "template",
+        name="gpt2",
+        format="gpt2-bpe",
+        defaults={"unk_token": _EOT, "bos_token": _EOT, "eos_token": _EOT, "pad_token": None},
+        build=_build_byte_level_bpe,
+        post_processor="template",
     ),
-    "roberta": Family("roberta", "roberta-bpe", _ROBERTA_TOKENS, _build_roberta, "roberta"),
+    "roberta": Family(
+        name="roberta",
+        format="roberta-bpe",
+        defaults=_ROBERTA_TOKENS,
+        build=_build_byte_level_bpe,
+        post_processor="roberta",
+    ),
     "bert": Family(
-        "bert", "wordpiece",
-        {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
-        _build_bert, "bert",
+        name="bert",
+        format="wordpiece",
+        defaults={"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                  "mask_token": "[MASK]"},  # fmt: skip
+        build=_build_bert,
+        post_processor="bert",
     ),
-    "xlm-roberta": Family("xlm-roberta", "sentencepiece", _ROBERTA_TOKENS, _build_xlm_roberta, "xlm-roberta"),
-    "verbatim": Family("verbatim", TOKENIZER_FILE, {}, _build_verbatim, "file"),
+    "xlm-roberta": Family(
+        name="xlm-roberta",
+        format="sentencepiece",
+        defaults=_ROBERTA_TOKENS,
+        build=_build_xlm_roberta,
+        post_processor="xlm-roberta",
+    ),
+    "verbatim": Family(
+        name="verbatim",
+        format=TOKENIZER_FILE,
+        defaults={},
+        build=_build_verbatim,
+        post_processor="file",
+    ),
 }
 
 # transformers class names (without "Fast") -> family.
@@ -487,8 +528,8 @@ CLASS_FAMILIES = {
     "DistilBertTokenizer": "bert",
     "ElectraTokenizer": "bert",
     "XLMRobertaTokenizer": "xlm-roberta",
-    "PreTrainedTokenizer": "verbatim",
-    "TokenizersBackend": "verbatim",
+    "PreTrainedTokenizer": "verbatim",  # PreTrainedTokenizerFast, the generic tokenizer.json class
+    "TokenizersBackend": "verbatim",  # its transformers 5 name
 }
 
 # Decoder model types -> family, for folders whose tokenizer_config.json names no class.
@@ -576,6 +617,69 @@ def _register_added_tokens(
         backend.add_tokens(final)
 
 
+def _set_post_processor(
+    backend: tokenizers.Tokenizer,
+    family: Family,
+    named: dict[str, Any],
+    options: dict[str, Any],
+    tokenizer_json: dict[str, Any] | None,
+) -> None:
+    """Install the post-processor the family's transformers class installs."""
+
+    def ident(name: str) -> int | None:  # every named token is in the vocabulary by now
+        value = named.get(name)
+        return None if value is None else backend.token_to_id(str(value))
+
+    kind = family.post_processor
+    if kind == "file":  # the verbatim tokenizer.json already has its own
+        return
+    if kind == "template":
+        from_file = _file_post_processor(tokenizer_json) if tokenizer_json is not None else None
+        if from_file is not None:
+            backend.post_processor = from_file
+            return
+        add_bos = bool(options.get("add_bos_token", False)) and named.get("bos_token") is not None
+        add_eos = bool(options.get("add_eos_token", False)) and named.get("eos_token") is not None
+        bos, eos = str(named.get("bos_token")), str(named.get("eos_token"))
+        single = f"{bos + ':0 ' if add_bos else ''}$A:0{' ' + eos + ':0' if add_eos else ''}"
+        pair = f"{single}{' ' + bos + ':1' if add_bos else ''} $B:1{' ' + eos + ':1' if add_eos else ''}"
+        specials = ([(bos, ident("bos_token"))] if add_bos else []) + ([(eos, ident("eos_token"))] if add_eos else [])
+        backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
+    elif kind == "roberta":
+        sep, cls = str(named["sep_token"]), str(named["cls_token"])
+        backend.post_processor = processors.RobertaProcessing(
+            (sep, ident("sep_token")),
+            (cls, ident("cls_token")),
+            trim_offsets=bool(options.get("trim_offsets", True)),
+            add_prefix_space=bool(options.get("add_prefix_space", False)),
+        )
+    elif kind == "bert":
+        cls, sep = str(named.get("cls_token")), str(named.get("sep_token"))
+        cls_id, sep_id = ident("cls_token"), ident("sep_token")
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0",
+            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, 2 if cls_id is None else cls_id), (sep, 3 if sep_id is None else sep_id)],
+        )
+    elif kind == "xlm-roberta":
+        bos, eos = str(named["bos_token"]), str(named["eos_token"])
+        backend.post_processor = processors.TemplateProcessing(
+            single=[bos, "$A", eos],
+            pair=[bos, "$A", eos, eos, "$B", eos],
+            special_tokens=[(bos, ident("bos_token")), (eos, ident("eos_token"))],
+        )
+
+
+def _spm_extra_tokens(spm: SentencePieceModel) -> list[AddedToken]:
+    """Control and user-defined pieces of a SentencePiece model, which transformers registers as added tokens."""
+    return [
+        AddedToken(p.piece, normalized=False, special=p.type == SPM_CONTROL)
+        for p in spm.pieces
+        if p.type in (SPM_CONTROL, SPM_USER_DEFINED)
+    ]
+
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The tokenizer.
 # ------------------------------------------------------------------------------------------------------------------
@@ -604,7 +708,7 @@ def _as_id_list(ids: Any) -> list[int]:
 class Tokenizer:
     """A `tokenizers.Tokenizer` plus the special-token facts transformers keeps beside it."""
 
-    backend: tokenizers.Tokenizer
+    backend: tokenizers.Tokenizer = field(repr=False)  # its repr lists the whole vocabulary
     format: str  # "tokenizer.json" | "gpt2-bpe" | "roberta-bpe" | "wordpiece" | "sentencepiece"
     special_tokens: dict[str, str] = field(default_factory=dict)  # bos_token, eos_token, ... -> token text
     extra_special_tokens: list[str] = field(default_factory=list)  # additional special tokens, as text
@@ -614,14 +718,9 @@ class Tokenizer:
     family: str = "verbatim"  # the FAMILIES entry that built the backend
 
     def token_id(self, name: str) -> int | None:
-        """Id of a named special token ("bos_token", ...); unknown text maps to the unk id, as in transformers."""
+        """Id of a named special token ("bos_token", "sep_token", ...), None if the tokenizer has none."""
         text = self.special_tokens.get(name)
-        if text is None:
-            return None
-        index = self.backend.token_to_id(text)
-        if index is None and name != "unk_token":
-            return self.unk_token_id
-        return index
+        return None if text is None else self.backend.token_to_id(text)
 
     @property
     def bos_token_id(self) -> int | None:
@@ -699,69 +798,8 @@ class Tokenizer:
             (folder / name).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _set_post_processor(
-    backend: tokenizers.Tokenizer,
-    family: Family,
-    named: dict[str, Any],
-    options: dict[str, Any],
-    tokenizer_json: dict[str, Any] | None,
-) -> None:
-    """Install the post-processor the family's transformers class installs."""
-
-    def ident(name: str) -> int | None:
-        value = named.get(name)
-        if value is None:
-            return None
-        index = backend.token_to_id(str(value))
-        return index if index is not None else ident("unk_token") if name != "unk_token" else None
-
-    kind = family.post_processor
-    if kind == "file":  # the verbatim tokenizer.json already has its own
-        return
-    if kind == "template":
-        from_file = _file_post_processor(tokenizer_json) if tokenizer_json is not None else None
-        if from_file is not None:
-            backend.post_processor = from_file
-            return
-        add_bos = bool(options.get("add_bos_token", False)) and named.get("bos_token") is not None
-        add_eos = bool(options.get("add_eos_token", False)) and named.get("eos_token") is not None
-        bos, eos = str(named.get("bos_token")), str(named.get("eos_token"))
-        single = f"{bos + ':0 ' if add_bos else ''}$A:0{' ' + eos + ':0' if add_eos else ''}"
-        pair = f"{single}{' ' + bos + ':1' if add_bos else ''} $B:1{' ' + eos + ':1' if add_eos else ''}"
-        specials = ([(bos, ident("bos_token"))] if add_bos else []) + ([(eos, ident("eos_token"))] if add_eos else [])
-        backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
-    elif kind == "roberta":
-        sep, cls = str(named["sep_token"]), str(named["cls_token"])
-        backend.post_processor = processors.RobertaProcessing(
-            (sep, ident("sep_token")),
-            (cls, ident("cls_token")),
-            trim_offsets=bool(options.get("trim_offsets", True)),
-            add_prefix_space=bool(options.get("add_prefix_space", False)),
-        )
-    elif kind == "bert":
-        cls, sep = str(named.get("cls_token")), str(named.get("sep_token"))
-        cls_id, sep_id = ident("cls_token"), ident("sep_token")
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"{cls}:0 $A:0 {sep}:0",
-            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
-            special_tokens=[(cls, 2 if cls_id is None else cls_id), (sep, 3 if sep_id is None else sep_id)],
-        )
-    elif kind == "xlm-roberta":
-        bos, eos = str(named["bos_token"]), str(named["eos_token"])
-        backend.post_processor = processors.TemplateProcessing(
-            single=[bos, "$A", eos],
-            pair=[bos, "$A", eos, eos, "$B", eos],
-            special_tokens=[(bos, ident("bos_token")), (eos, ident("eos_token"))],
-        )
-
-
-def _spm_extra_tokens(spm: SentencePieceModel) -> list[AddedToken]:
-    """Control and user-defined pieces of a SentencePiece model, which transformers registers as added tokens."""
-    return [
-        AddedToken(p.piece, normalized=False, special=p.type == SPM_CONTROL)
-        for p in spm.pieces
-        if p.type in (SPM_CONTROL, SPM_USER_DEFINED)
-    ]
+def _has_model(tokenizer_json: Any) -> bool:
+    return isinstance(tokenizer_json, dict) and isinstance(tokenizer_json.get("model"), dict)
 
 
 def load_tokenizer(folder: str | Path) -> Tokenizer:
@@ -770,7 +808,7 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
     if not folder.is_dir():
         raise ModelError("tokenizer folder not found", where=str(folder))
     tokenizer_json = _read_json(folder / TOKENIZER_FILE)
-    if tokenizer_json is not None and not (isinstance(tokenizer_json, dict) and isinstance(tokenizer_json.get("model"), dict)):
+    if tokenizer_json is not None and not _has_model(tokenizer_json):
         raise ModelError(f"{TOKENIZER_FILE} has no model", where=str(folder / TOKENIZER_FILE))
     settings = TokenizerSettings.from_folder(folder, tokenizer_json)
     family = _pick_family(folder, settings.tokenizer_class, tokenizer_json is not None)
@@ -786,7 +824,9 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
     source = _Source(folder, tokenizer_json)
     extras = settings.extra_special_tokens
     if extras is None and family.name == "xlm-roberta" and tokenizer_json is None:
-        extras = _spm_extra_tokens(source.sentencepiece())
+        extras = _spm_extra_tokens(source.sentencepiece())  # transformers puts these over the map's additional ones
+    elif extras is None:
+        extras = settings.additional_special_tokens
     try:
         backend = family.build(source, settings.options, {**family.defaults, **named})
         _register_added_tokens(backend, settings.added_tokens, named, list(extras or []))

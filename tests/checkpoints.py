@@ -195,4 +195,5 @@ if __name__ == "__main__":  # `make demo`: a checkpoint to run the CLI on where 
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     T.logging.set_verbosity_error()
+    T.logging.disable_progress_bar()
     print(write_checkpoint(args.folder, args.encoder, args.decoder, seed=args.seed))

@@ -251,6 +251,28 @@ def test_beam_search_sees_eos_and_reorders_the_cache(models):
     assert stepper.calls[0] == (12, 1) and all(shape == (12, 1) for shape in stepper.calls)
 
 
+@pytest.mark.parametrize("es", [False, "never"])
+def test_beam_search_with_eos_ids_crowding_the_candidates(models, es):
+    """Three eos ids pushed up the ranking: most candidates end, and the extra candidates per beam
+    (4 * num_beams with three eos ids) are what keeps enough beams running."""
+    model = models("gpt2")
+    eos = [5, 6, 7]
+    bias = torch.zeros(model.decoder.config.vocab_size)
+    bias[eos] = 6.0
+    hook = model.decoder.get_output_embeddings().register_forward_hook(lambda mod, args, out: out + bias)
+    try:
+        pixels = _pixels(3)
+        kwargs = dict(max_new_tokens=8, num_beams=3, num_return_sequences=3, length_penalty=3.0, early_stopping=es)
+        ref = _hf(model, pixels, eos_token_id=eos, **kwargs)
+        gen = _gen_of(model)
+        gen.eos_token_id = eos
+        ours = generate(HFStepper(model), pixels, DecodingOptions.from_kwargs(**kwargs).resolve(gen), gen)
+    finally:
+        hook.remove()
+    assert torch.equal(ours.sequences, ref.sequences)
+    torch.testing.assert_close(ours.scores, ref.sequences_scores, rtol=0, atol=1e-5)
+
+
 def test_beam_bad_words_and_pad_zero(models):
     """bad_words_ids in beam search, and pad id 0 (the reference then fills beams with the eos id)."""
     model = models("gpt2")

@@ -114,64 +114,45 @@ LenPenalty = Annotated[float | None, typer.Option("--length-penalty", help="Beam
 NumReturn = Annotated[int | None, typer.Option("--num-return-sequences", help="Results per image.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run.")]
-DTypeOpt = Annotated[DType | None, typer.Option("--dtype", help="Weights and compute type [default: fp32 on CPU].",
+DTypeOpt = Annotated[DType | None, typer.Option("--dtype", help="Weights and compute type (default: fp32).",
                                                 show_default=False)]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
 Output = Annotated[str | None, typer.Option("--output", "-o", help="Write results to this file instead of stdout.")]
 
 
-@app.command()
-def caption(
-    inputs: Inputs = None,
-    model: Annotated[str, typer.Option("--model", help="Hub id or local folder.")] = CAPTION_MODEL,
-    revision: Revision = None,
-    beams: Beams = None,
-    max_new_tokens: MaxNew = None,
-    min_new_tokens: MinNew = None,
-    sample: Sample = None,
-    temperature: Temperature = None,
-    top_k: TopK = None,
-    top_p: TopP = None,
-    seed: Seed = None,
-    no_repeat_ngram_size: NoRepeat = None,
-    repetition_penalty: RepPenalty = None,
-    length_penalty: LenPenalty = None,
-    num_return_sequences: NumReturn = None,
-    batch_size: BatchSize = 8,
-    device: DeviceOpt = Device.auto,
-    dtype: DTypeOpt = None,
-    format: FormatOpt = Format.text,
-    output: Output = None,
-) -> None:
-    """Describe images in words."""
-    _command(**locals())  # locals() here is exactly the parameters above
+def _generation_command(default_model: str, summary: str):
+    """`ved caption` and `ved ocr` take the same flags and differ only in the default model."""
+
+    def command(
+        inputs: Inputs = None,
+        model: Annotated[str, typer.Option("--model", help="Hub id or local folder.")] = default_model,
+        revision: Revision = None,
+        beams: Beams = None,
+        max_new_tokens: MaxNew = None,
+        min_new_tokens: MinNew = None,
+        sample: Sample = None,
+        temperature: Temperature = None,
+        top_k: TopK = None,
+        top_p: TopP = None,
+        seed: Seed = None,
+        no_repeat_ngram_size: NoRepeat = None,
+        repetition_penalty: RepPenalty = None,
+        length_penalty: LenPenalty = None,
+        num_return_sequences: NumReturn = None,
+        batch_size: BatchSize = 8,
+        device: DeviceOpt = Device.auto,
+        dtype: DTypeOpt = None,
+        format: FormatOpt = Format.text,
+        output: Output = None,
+    ) -> None:
+        _command(**locals())  # locals() here is exactly the parameters above
+
+    command.__doc__ = summary
+    return command
 
 
-@app.command()
-def ocr(
-    inputs: Inputs = None,
-    model: Annotated[str, typer.Option("--model", help="Hub id or local folder.")] = OCR_MODEL,
-    revision: Revision = None,
-    beams: Beams = None,
-    max_new_tokens: MaxNew = None,
-    min_new_tokens: MinNew = None,
-    sample: Sample = None,
-    temperature: Temperature = None,
-    top_k: TopK = None,
-    top_p: TopP = None,
-    seed: Seed = None,
-    no_repeat_ngram_size: NoRepeat = None,
-    repetition_penalty: RepPenalty = None,
-    length_penalty: LenPenalty = None,
-    num_return_sequences: NumReturn = None,
-    batch_size: BatchSize = 8,
-    device: DeviceOpt = Device.auto,
-    dtype: DTypeOpt = None,
-    format: FormatOpt = Format.text,
-    output: Output = None,
-) -> None:
-    """Read the text in images of single text lines."""
-    _command(**locals())  # locals() here is exactly the parameters above
+app.command("caption")(_generation_command(CAPTION_MODEL, "Describe images in words."))
+app.command("ocr")(_generation_command(OCR_MODEL, "Read the text in images of single text lines."))
 
 
 def _command(*, inputs, model, revision, beams, max_new_tokens, min_new_tokens, sample, temperature, top_k, top_p,

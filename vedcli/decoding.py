@@ -530,8 +530,7 @@ class GreedyDecoder:
                 chosen = torch.where(running, chosen, special.pad)
                 running &= ~torch.isin(chosen, eos)
             tokens = torch.cat([tokens, chosen[:, None]], dim=1)
-            if special.eos and not running.any():
-                break
+            pass
             step_input = chosen[:, None]
         return Generation(sequences=tokens, scores=total)
 
@@ -588,7 +587,7 @@ class BeamSearchDecoder:
         batch, beams, max_len = enc.shape[0], opt.num_beams, opt.max_length
         device = enc.device
         eos = torch.tensor(special.eos, dtype=torch.long, device=device)
-        width = 2 * beams  # candidates kept per image and step
+        width = max(2, 1 + len(special.eos)) * beams  # candidates kept per image and step
         first_beams = torch.arange(width, device=device) < beams  # only these may join the finished set
         penalty, early = float(opt.length_penalty), opt.early_stopping
         # what the reference fills unwritten positions with (a pad id of 0 gives way to the first eos id)

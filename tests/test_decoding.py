@@ -629,3 +629,25 @@ def test_cuda_matches_cpu_reference(models, kwargs):
     ours = generate(HFStepper(cuda_model), pixels.cuda(), DecodingOptions.from_kwargs(**kwargs).resolve(gen), gen)
     assert ours.sequences.device.type == "cuda"
     assert torch.equal(ours.sequences.cpu(), ref.sequences)
+
+
+# ------------------------------------------------------------------------------------------- ved's own model
+
+
+@pytest.mark.parametrize("decoder", ["gpt2", "trocr"])
+@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=9), dict(max_new_tokens=9, num_beams=3, num_return_sequences=2)])
+def test_engine_on_ved_model_matches_reference(tiny, decoder, kwargs):
+    """The same engine driving ved's model (loaded from a folder transformers wrote) gives the reference's output."""
+    from vedcli.model import load_model
+
+    folder = tiny("vit", decoder, eos_boost=3.0)
+    reference = T.VisionEncoderDecoderModel.from_pretrained(folder).eval()
+    ours = load_model(folder, device="cpu", dtype="fp32")
+    size = reference.config.encoder.image_size
+    pixels = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(5))
+    expected = _hf(reference, pixels, **kwargs)
+    gen = ours.generation_config
+    got = generate(ours, pixels, DecodingOptions.from_kwargs(**kwargs).resolve(gen), gen)
+    assert torch.equal(got.sequences, expected.sequences)
+    if "num_beams" in kwargs:
+        torch.testing.assert_close(got.scores, expected.sequences_scores, rtol=0, atol=1e-4)

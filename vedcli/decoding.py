@@ -349,8 +349,7 @@ class BadWords:
             if n > tokens.shape[1]:
                 continue
             ends_with = (tokens[:, None, -n:] == prefixes).all(-1)  # (R, S)
-            rows, which = ends_with.nonzero(as_tuple=True)
-            ban[rows, last[which]] = float("-inf")
+            ban.index_add_(1, last, torch.where(ends_with, float("-inf"), 0.0).to(ban.dtype))
         return scores + ban
 
 
@@ -530,7 +529,8 @@ class GreedyDecoder:
                 chosen = torch.where(running, chosen, special.pad)
                 running &= ~torch.isin(chosen, eos)
             tokens = torch.cat([tokens, chosen[:, None]], dim=1)
-            pass
+            if special.eos and not running.any():
+                break
             step_input = chosen[:, None]
         return Generation(sequences=tokens, scores=total)
 
@@ -649,8 +649,10 @@ class BeamSearchDecoder:
             # d. stop when no running beam can beat the finished ones (or all are done, or none can go on)
             cur += 1
             improvable = improvable & self._may_improve(seq_scores, done_scores, done_flags, cur, max_len)
-            all_full = bool(done_flags.all()) and early is True
-            if not bool(improvable.any()) or all_full or bool(ends.all()):
+            stop = ~improvable.any() | ends.all()
+            if early is True:
+                stop |= done_flags.all()  # every image holds num_beams finished hypotheses
+            if bool(stop):  # the step's one host sync
                 break
             cache.reorder((source + image_offset).reshape(-1))
             step_input = seqs[:, :, cur - 1].reshape(batch * beams, 1)

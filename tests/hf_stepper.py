@@ -34,6 +34,7 @@ class HFStepper:
     def __init__(self, model):
         self.model = model.eval()
         self.calls: list[tuple[int, ...]] = []  # token shapes passed to decode_step
+        self.caches: list[HFStepCache] = []  # every cache handed out
 
     @torch.no_grad()
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,9 @@ class HFStepper:
     def new_cache(self, enc: torch.Tensor, group: int, max_len: int) -> HFStepCache:
         config = self.model.config.get_text_config(decoder=True)
         kv = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
-        return HFStepCache(enc.repeat_interleave(group, dim=0), kv)
+        cache = HFStepCache(enc.repeat_interleave(group, dim=0), kv)
+        self.caches.append(cache)
+        return cache
 
     @torch.no_grad()
     def decode_step(self, tokens: torch.Tensor, cache: HFStepCache) -> torch.Tensor:

@@ -17,8 +17,9 @@ reference's order) -> one decoder class per strategy (`GreedyDecoder`, `Sampling
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -111,13 +112,11 @@ class DecodingOptions:
 
     def resolve(self, gen: GenerationConfig) -> ResolvedOptions:
         """Fill the unset options from the checkpoint (then the reference's defaults) and validate them once."""
-        value = {name: _first_set(getattr(self, name), getattr(gen, name), default) for name, default in _DEFAULTS.items()}
-        max_new = _first_set(self.max_new_tokens, gen.max_new_tokens)
-        if max_new is None:
-            max_new = gen.max_length - PROMPT_LENGTH if gen.max_length is not None else DEFAULT_MAX_NEW_TOKENS
-        min_new = _first_set(self.min_new_tokens, gen.min_new_tokens)
-        if min_new is None:
-            min_new = max((gen.min_length or 0) - PROMPT_LENGTH, 0)
+        value = {name: _first_set(getattr(self, name), getattr(gen, name), d) for name, d in _DEFAULTS.items()}
+        # transformers' max_length / min_length count the start token
+        max_new = _first_set(self.max_new_tokens, gen.max_new_tokens, _after_prompt(gen.max_length))
+        max_new = DEFAULT_MAX_NEW_TOKENS if max_new is None else max_new
+        min_new = _first_set(self.min_new_tokens, gen.min_new_tokens, _after_prompt(gen.min_length), 0)
         bad_words = self.bad_words_ids if self.bad_words_ids is not None else gen.bad_words_ids
         resolved = ResolvedOptions(
             max_new_tokens=max_new,
@@ -210,6 +209,13 @@ class ResolvedOptions:
 
 def _first_set(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
+
+
+def _after_prompt(total_length: Any) -> Any:
+    """A total decoder length as a count of new tokens (min 0); odd values pass through to fail validation."""
+    if isinstance(total_length, int) and not isinstance(total_length, bool):
+        return max(total_length - PROMPT_LENGTH, 0)
+    return total_length
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:

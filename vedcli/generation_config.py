@@ -6,8 +6,11 @@ Where they come from, in transformers 5.x (`GenerationMixin.adjust_generation_fn
 2. Otherwise the legacy generation attributes of `config.json`: the top-level ones first, then, for whatever is
    still unset, the ones of the `decoder` sub-config (`GenerationConfig.from_model_config`).
 
+One deliberate extension: when generation_config.json names neither decoder_start_token_id nor bos_token_id (where
+the reference refuses to generate), the start token is taken from config.json as in 2.
+
 A field left at None means "unset": the decoding engine then applies transformers' global default
-(max_length 20 counted from the start token, num_beams 1, top_k 50, ...; see `decoding.DecodingOptions.resolve`).
+(20 new tokens, num_beams 1, top_k 50, ...; see `decoding.DecodingOptions.resolve`).
 """
 
 from __future__ import annotations

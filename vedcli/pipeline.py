@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .decoding import DecodingOptions, ResolvedOptions, generate
+from .decoding import DecodingOptions, ResolvedOptions, SpecialTokens, generate
 from .hub import resolve_model
 from .image import ImageProcessor, load_image_processor
 from .model import VisionEncoderDecoder, load_model
@@ -19,7 +19,7 @@ from .tokenizer import Tokenizer, load_tokenizer
 class Hypothesis:
     text: str
     score: float  # sequence log-probability (length-penalised for beams, as the reference reports it)
-    tokens: list[int]
+    tokens: list[int]  # the generated ids, without the start token, the end-of-sequence token and padding
 
 
 class Pipeline:
@@ -50,16 +50,18 @@ class Pipeline:
         out = generate(self.model, pixels, resolved, self.model.generation_config)
         texts = self.tokenizer.batch_decode(out.sequences)
         per_image = len(texts) // len(images)
+        eos = set(SpecialTokens.from_config(self.model.generation_config).eos)
         hyps = [
-            Hypothesis(text.strip(), float(score), _strip(seq.tolist(), self.model.generation_config.pad_token_id))
+            Hypothesis(text.strip(), float(score), _content(seq.tolist(), eos))
             for text, score, seq in zip(texts, out.scores, out.sequences)
         ]
         return [hyps[i * per_image : (i + 1) * per_image] for i in range(len(images))]
 
 
-def _strip(tokens: list[int], pad: int | None) -> list[int]:
-    """Generated ids without the start token and the trailing padding."""
-    tokens = tokens[1:]
-    while tokens and pad is not None and tokens[-1] == pad:
-        tokens.pop()
+def _content(sequence: list[int], eos: set[int]) -> list[int]:
+    """The ids after the start token and before the first end-of-sequence token (padding follows that)."""
+    tokens = sequence[1:]
+    for i, token in enumerate(tokens):
+        if token in eos:
+            return tokens[:i]
     return tokens

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +21,9 @@ import torch
 import transformers as T
 
 from vedcli.model import load_model, resolve_dtype
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from checkpoints import reference  # noqa: E402  (transformers, with its TrOCR loading bug worked around)
 
 SHAPES = {
     # nlpconnect/vit-gpt2-image-captioning: ViT-base/16 at 224 + GPT-2 small
@@ -91,7 +95,7 @@ def main() -> None:
     device, dtype = torch.device(args.device), resolve_dtype(args.dtype)
     with tempfile.TemporaryDirectory() as tmp:
         write(args.model, Path(tmp))
-        ref = T.VisionEncoderDecoderModel.from_pretrained(tmp, dtype=dtype).to(device).eval()
+        ref = reference(tmp, dtype=dtype).to(device)
         ours = load_model(tmp, device=device, dtype=dtype)
     size = ours.config.encoder.image_size
     pixels = torch.randn(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device, dtype)

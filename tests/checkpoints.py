@@ -171,13 +171,15 @@ def natural_eos(folder: str | Path, pixels: torch.Tensor) -> int:
     return eos
 
 
-def reference(folder: str | Path) -> T.VisionEncoderDecoderModel:
-    model = T.VisionEncoderDecoderModel.from_pretrained(folder).eval()
+def reference(folder: str | Path, **kwargs) -> T.VisionEncoderDecoderModel:
+    """transformers' model for `folder` (kwargs go to from_pretrained), in eval mode."""
+    model = T.VisionEncoderDecoderModel.from_pretrained(folder, **kwargs).eval()
     positions = getattr(getattr(model.decoder, "model", None), "decoder", None)
     positions = getattr(positions, "embed_positions", None)
     if positions is not None and getattr(positions, "weights", None) is not None and positions.weights.is_meta:
         # transformers 5 builds TrOCR's sinusoidal table on the meta device in from_pretrained and never fills it
-        positions.weights = positions.get_embedding(positions.weights.shape[0], positions.embedding_dim, positions.padding_idx)
+        table = positions.get_embedding(positions.weights.shape[0], positions.embedding_dim, positions.padding_idx)
+        positions.weights = table.to(model.dtype)
     return model
 
 

@@ -17,7 +17,9 @@ from transformers.generation import logits_process as hf_lp
 
 from hf_stepper import HFStepper
 from vedcli import decoding as D
-from vedcli.decoding import DecodingOptions, Generation, build_processors, generate
+from vedcli import processors as P
+from vedcli.decoding import DecodingOptions, Generation, generate
+from vedcli.processors import build_processors
 from vedcli.errors import ModelError, OptionError
 from vedcli.generation_config import GenerationConfig
 
@@ -350,27 +352,27 @@ def _scores(rows: int = 6, vocab: int = 30, seed: int = 1) -> torch.Tensor:
 CPU = torch.device("cpu")
 PROCESSOR_PAIRS = [
     # (ours, the reference's, whether the case changes the scores)
-    (lambda: D.RepetitionPenalty(1.8), lambda: hf_lp.RepetitionPenaltyLogitsProcessor(1.8), True),
-    (lambda: D.RepetitionPenalty(0.5), lambda: hf_lp.RepetitionPenaltyLogitsProcessor(0.5), True),
-    (lambda: D.NoRepeatNGram(2), lambda: hf_lp.NoRepeatNGramLogitsProcessor(2), True),
-    (lambda: D.NoRepeatNGram(3), lambda: hf_lp.NoRepeatNGramLogitsProcessor(3), True),
-    (lambda: D.NoRepeatNGram(10), lambda: hf_lp.NoRepeatNGramLogitsProcessor(10), False),  # history too short
+    (lambda: P.RepetitionPenalty(1.8), lambda: hf_lp.RepetitionPenaltyLogitsProcessor(1.8), True),
+    (lambda: P.RepetitionPenalty(0.5), lambda: hf_lp.RepetitionPenaltyLogitsProcessor(0.5), True),
+    (lambda: P.NoRepeatNGram(2), lambda: hf_lp.NoRepeatNGramLogitsProcessor(2), True),
+    (lambda: P.NoRepeatNGram(3), lambda: hf_lp.NoRepeatNGramLogitsProcessor(3), True),
+    (lambda: P.NoRepeatNGram(10), lambda: hf_lp.NoRepeatNGramLogitsProcessor(10), False),  # history too short
     (
-        lambda: D.BadWords([[5], [0, 5], [10, 10, 15], [25]], eos=[25], device=CPU),
+        lambda: P.BadWords([[5], [0, 5], [10, 10, 15], [25]], eos=[25], device=CPU),
         lambda: hf_lp.NoBadWordsLogitsProcessor([[5], [0, 5], [10, 10, 15], [25]], eos_token_id=[25]),
         True,
     ),
-    (lambda: D.MinNewTokens(9, eos=[3, 4], device=CPU), lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 9, [3, 4]),
+    (lambda: P.MinNewTokens(9, eos=[3, 4], device=CPU), lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 9, [3, 4]),
      True),
-    (lambda: D.MinNewTokens(8, eos=[3], device=CPU), lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 8, [3]),
+    (lambda: P.MinNewTokens(8, eos=[3], device=CPU), lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 8, [3]),
      False),  # 8 tokens generated: eos allowed again
-    (lambda: D.ForcedEOS(10, eos=[7, 8], device=CPU), lambda: hf_lp.ForcedEOSTokenLogitsProcessor(10, [7, 8]), True),
-    (lambda: D.ForcedEOS(11, eos=[7], device=CPU), lambda: hf_lp.ForcedEOSTokenLogitsProcessor(11, [7]), False),
-    (lambda: D.Temperature(0.6), lambda: hf_lp.TemperatureLogitsWarper(0.6), True),
-    (lambda: D.TopK(4), lambda: hf_lp.TopKLogitsWarper(4), True),
-    (lambda: D.TopK(1, keep=3), lambda: hf_lp.TopKLogitsWarper(1, min_tokens_to_keep=3), True),
-    (lambda: D.TopP(0.7), lambda: hf_lp.TopPLogitsWarper(0.7), True),
-    (lambda: D.TopP(0.05, keep=2), lambda: hf_lp.TopPLogitsWarper(0.05, min_tokens_to_keep=2), True),
+    (lambda: P.ForcedEOS(10, eos=[7, 8], device=CPU), lambda: hf_lp.ForcedEOSTokenLogitsProcessor(10, [7, 8]), True),
+    (lambda: P.ForcedEOS(11, eos=[7], device=CPU), lambda: hf_lp.ForcedEOSTokenLogitsProcessor(11, [7]), False),
+    (lambda: P.Temperature(0.6), lambda: hf_lp.TemperatureLogitsWarper(0.6), True),
+    (lambda: P.TopK(4), lambda: hf_lp.TopKLogitsWarper(4), True),
+    (lambda: P.TopK(1, keep=3), lambda: hf_lp.TopKLogitsWarper(1, min_tokens_to_keep=3), True),
+    (lambda: P.TopP(0.7), lambda: hf_lp.TopPLogitsWarper(0.7), True),
+    (lambda: P.TopP(0.05, keep=2), lambda: hf_lp.TopPLogitsWarper(0.05, min_tokens_to_keep=2), True),
 ]
 
 
@@ -385,18 +387,18 @@ def test_processor_matches_reference(ours, theirs, changes):
 
 def test_short_history_bans_no_ngram():
     tokens, scores = _history(length=3), _scores()
-    assert torch.equal(D.NoRepeatNGram(4)(tokens, scores), scores)
+    assert torch.equal(P.NoRepeatNGram(4)(tokens, scores), scores)
 
 
 def test_forced_bos_matches_reference():
     tokens, scores = torch.full((3, 1), START), _scores(3)
-    assert torch.equal(D.ForcedBOS(6)(tokens, scores), hf_lp.ForcedBOSTokenLogitsProcessor(6)(tokens, scores))
+    assert torch.equal(P.ForcedBOS(6)(tokens, scores), hf_lp.ForcedBOSTokenLogitsProcessor(6)(tokens, scores))
     later = torch.full((3, 2), START)
-    assert torch.equal(D.ForcedBOS(6)(later, scores), scores)
+    assert torch.equal(P.ForcedBOS(6)(later, scores), scores)
 
 
 def test_bad_words_outside_vocabulary_is_an_option_error():
-    proc = D.BadWords([[40]], eos=[], device=torch.device("cpu"))
+    proc = P.BadWords([[40]], eos=[], device=torch.device("cpu"))
     with pytest.raises(OptionError) as err:
         proc(_history(), _scores())
     assert err.value.where == "--bad-words-ids"
@@ -446,7 +448,7 @@ def test_processor_list_matches_reference(models, monkeypatch, kwargs):
         tokens[:, 0] = START
         scores = _scores(vocab=vocab, seed=length)
         expected = theirs(tokens, scores.clone())
-        got = D.apply_processors(ours, tokens, scores.clone())
+        got = P.apply_processors(ours, tokens, scores.clone())
         assert torch.equal(got, expected)
         torch.testing.assert_close(got.softmax(-1), expected.softmax(-1), rtol=0, atol=0)
 

@@ -27,7 +27,8 @@ from tiny_tokenizers import (
     write_wordpiece,
 )
 from vedcli.errors import ModelError
-from vedcli.tokenizer import SPM_CONTROL, SPM_USER_DEFINED, Tokenizer, load_tokenizer, parse_sentencepiece_model
+from vedcli.sentencepiece import SPM_CONTROL, SPM_USER_DEFINED, parse_sentencepiece_model
+from vedcli.tokenizer import Tokenizer, load_tokenizer
 
 transformers = pytest.importorskip("transformers")
 AutoTokenizer = transformers.AutoTokenizer

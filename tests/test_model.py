@@ -196,3 +196,24 @@ def test_cuda_matches_cpu(tiny):
         a = cpu(pixel_values=pixels, decoder_input_ids=ids).logits
         b = gpu(pixel_values=pixels.cuda(), decoder_input_ids=ids.cuda()).logits.cpu()
     assert (a - b).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("encoder", ["vit", "deit"])
+@pytest.mark.parametrize("size", [(48, 48), (24, 40)])
+def test_other_image_sizes_interpolate_positions_like_reference(tiny, encoder, size):
+    folder = tiny(encoder, "trocr")
+    ref, ours = reference(folder), load_model(folder)
+    pixels = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(3))
+    ids = torch.randint(0, ours.config.decoder.vocab_size, (2, 5))
+    with torch.no_grad():
+        expected = ref(pixel_values=pixels, decoder_input_ids=ids, interpolate_pos_encoding=True).logits
+        got = ours(pixel_values=pixels, decoder_input_ids=ids).logits
+        got_explicit = ours(pixel_values=pixels, decoder_input_ids=ids, interpolate_pos_encoding=True).logits
+    assert (got - expected).abs().max() < 1e-4
+    assert torch.equal(got, got_explicit)
+    assert torch.equal(
+        ours.generate(pixels, max_new_tokens=6, num_beams=2),
+        ref.generate(pixels, max_new_tokens=6, num_beams=2, interpolate_pos_encoding=True),
+    )
+    with pytest.raises(ModelError, match=r"image size \(\d+, \d+\) does not match the encoder's \(32, 32\)"):
+        ours(pixel_values=pixels, decoder_input_ids=ids, interpolate_pos_encoding=False)

@@ -11,9 +11,10 @@ Errors are one line, `Error: <what> (<where>)`, on stderr; VED_DEBUG=1 shows the
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, TextIO
@@ -155,6 +156,28 @@ app.command("caption")(_generation_command(CAPTION_MODEL, "Describe images in wo
 app.command("ocr")(_generation_command(OCR_MODEL, "Read the text in images of single text lines."))
 
 
+class InfoFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command("info")
+def info(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id or local folder.", show_default=False)],
+    revision: Revision = None,
+    format: Annotated[InfoFormat, typer.Option("--format", help="Output format.")] = InfoFormat.text,
+) -> None:
+    """Describe a checkpoint: architecture, sizes, tokens, preprocessing, and what loading it will do."""
+    from .info import describe, render
+
+    def work() -> int:
+        report = describe(model, revision)
+        print(json.dumps(report, indent=2) if format is InfoFormat.json else render(report))
+        return EXIT_OK
+
+    _exit_with(work)
+
+
 def _command(*, inputs, model, revision, beams, max_new_tokens, min_new_tokens, sample, temperature, top_k, top_p,
              seed, no_repeat_ngram_size, repetition_penalty, length_penalty, num_return_sequences, batch_size,
              device, dtype, format, output) -> None:
@@ -170,9 +193,14 @@ def _command(*, inputs, model, revision, beams, max_new_tokens, min_new_tokens, 
         dtype=dtype.value if dtype is not None else None, batch_size=batch_size, format=format.value,
         output=output, options=options,
     )
+    _exit_with(lambda: run(settings, sys.stdin, sys.stdout, sys.stderr))
+
+
+def _exit_with(work: Callable[[], int]) -> None:
+    """Run a command's work; VedErrors become one `Error:` line and their exit code (tracebacks with VED_DEBUG=1)."""
     _quiet_hub_downloads(sys.stderr)
     try:
-        code = run(settings, sys.stdin, sys.stdout, sys.stderr)
+        code = work()
     except VedError as error:
         if os.environ.get("VED_DEBUG") == "1":
             raise

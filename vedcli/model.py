@@ -19,7 +19,7 @@ from .decoders.stack import TextDecoder
 from .encoders import build_encoder, encoder_config, encoder_weights
 from .errors import ModelError
 from .layers import DecoderCache
-from .weights import WeightTable, linear, to_hf, to_ved
+from .weights import Rule, WeightTable, linear, to_hf, to_ved
 
 
 @dataclass
@@ -61,10 +61,20 @@ class VisionEncoderDecoder(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.decoder.embed.weight.dtype
 
-    def encode(self, pixel_values: Tensor) -> Tensor:
-        """(B, 3, H, W) -> image features (B, N, C) as the decoder's cross-attention reads them."""
+    def encode(self, pixel_values: Tensor, interpolate_pos_encoding: bool | None = None) -> Tensor:
+        """(B, 3, H, W) -> image features (B, N, C) as the decoder's cross-attention reads them.
+
+        Images of another size than the encoder was trained for get resampled position embeddings, as the
+        reference's `interpolate_pos_encoding=True` does; `False` refuses them, as the reference does by default.
+        """
+        self._check_size(pixel_values, interpolate_pos_encoding)
         x = self.encoder.forward_features(pixel_values.to(self.device, self.dtype))
         return self.enc_to_dec_proj(x) if self.enc_to_dec_proj is not None else x
+
+    def _check_size(self, pixel_values: Tensor, interpolate_pos_encoding: bool | None) -> None:
+        size = tuple(pixel_values.shape[-2:])
+        if interpolate_pos_encoding is False and size != self.config.encoder.image_size:
+            raise ModelError(f"image size {size} does not match the encoder's {self.config.encoder.image_size}")
 
     def new_cache(self, encoded: Tensor, group: int = 1, max_len: int = 64) -> DecoderCache:
         """Cross-attention K/V once per image, shared by `group` rows; self-attention cache for `max_len` tokens."""
@@ -81,9 +91,13 @@ class VisionEncoderDecoder(nn.Module):
         labels: Tensor | None = None,
         decoder_attention_mask: Tensor | None = None,
         encoder_outputs: Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
     ) -> Seq2SeqOutput:
         """Teacher-forced logits, and the loss when `labels` are given (-100 = ignored), as the reference computes."""
-        memory = encoder_outputs if encoder_outputs is not None else self.encode(pixel_values)
+        if encoder_outputs is not None:
+            memory = encoder_outputs
+        else:
+            memory = self.encode(pixel_values, interpolate_pos_encoding)
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("forward needs decoder_input_ids or labels")
@@ -105,10 +119,11 @@ class VisionEncoderDecoder(nn.Module):
         return ids.masked_fill(ids == -100, pad)
 
     @torch.inference_mode()
-    def generate(self, pixel_values: Tensor, **options) -> Tensor:
+    def generate(self, pixel_values: Tensor, interpolate_pos_encoding: bool | None = None, **options) -> Tensor:
         """Token ids as the reference's `generate` returns them (start token first, pad after eos)."""
         from .decoding import DecodingOptions, generate
 
+        self._check_size(pixel_values, interpolate_pos_encoding)
         gen = self.generation_config
         resolved = DecodingOptions.from_kwargs(**options).resolve(gen)
         return generate(self, pixel_values, resolved, gen).sequences
@@ -123,7 +138,7 @@ class VisionEncoderDecoder(nn.Module):
     def load_hf_state_dict(self, state: dict[str, Tensor], where: str | None = None, dtype=None) -> None:
         """Load HF-named weights strictly (see weights.to_ved), replacing the module's tensors."""
         table = self.weight_table()
-        rules = _rules_for(self, table)
+        rules = self.weight_rules(table)
         shapes = {k: v.shape for k, v in self.state_dict().items()}
         tensors = to_ved(state, rules, table, shapes, where or "checkpoint")
         uncovered = set(shapes) - set(tensors) - set(table.tied)
@@ -138,15 +153,15 @@ class VisionEncoderDecoder(nn.Module):
 
     def hf_state_dict(self) -> dict[str, Tensor]:
         """The weights under the reference's names (tied copies left out, as transformers saves them)."""
-        return to_hf(self.state_dict(), _rules_for(self, self.weight_table()))
+        return to_hf(self.state_dict(), self.weight_rules())
 
-
-def _rules_for(model: VisionEncoderDecoder, table: WeightTable):
-    """Expand layered rules per side: encoder and decoder have their own layer counts."""
-    cfg = model.config
-    enc = WeightTable([r for r in table.rules if r.ved.startswith("encoder.")])
-    rest = WeightTable([r for r in table.rules if not r.ved.startswith("encoder.")])
-    return enc.expand(cfg.encoder.num_layers) + rest.expand(cfg.decoder.num_layers)
+    def weight_rules(self, table: WeightTable | None = None) -> list[Rule]:
+        """The table with layer indices filled in: encoder and decoder have their own layer counts."""
+        table = table or self.weight_table()
+        cfg = self.config
+        enc = WeightTable([r for r in table.rules if r.ved.startswith("encoder.")])
+        rest = WeightTable([r for r in table.rules if not r.ved.startswith("encoder.")])
+        return enc.expand(cfg.encoder.num_layers) + rest.expand(cfg.decoder.num_layers)
 
 
 def _owner(root: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -135,3 +135,10 @@ def to_hf(ved_state: dict[str, Tensor], rules: list[Rule]) -> dict[str, Tensor]:
 def _listing(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(keys[:limit])
     return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
+
+
+def ignored_keys(hf_keys, rules: list[Rule], table: WeightTable) -> list[str]:
+    """The checkpoint keys a load skips on purpose (buffers, poolers, saved copies of tied weights)."""
+    used = {h for r in rules for h in r.hf}
+    ignorable = re.compile("|".join(f"(?:{p})$" for p in table.ignore)) if table.ignore else None
+    return sorted(k for k in map(_modern, hf_keys) if k not in used and ignorable and ignorable.match(k))

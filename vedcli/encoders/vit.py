@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import EncoderConfig
@@ -44,16 +45,27 @@ class ViTEncoder(nn.Module):
         self.norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps)
 
     def forward_features(self, pixels: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, prefix + patches, C)"""
-        if tuple(pixels.shape[-2:]) != self.cfg.image_size:
-            raise ModelError(
-                f"image size {tuple(pixels.shape[-2:])} does not match the encoder's {self.cfg.image_size}"
-            )
-        x = self.patch(pixels.to(self.patch.weight.dtype)).flatten(2).transpose(1, 2)  # (B, N, C)
-        x = torch.cat([self.prefix.expand(x.shape[0], -1, -1), x], dim=1) + self.pos  # (B, P + N, C)
+        """(B, 3, H, W) -> (B, prefix + patches, C); other sizes than the trained one interpolate the positions."""
+        x = self.patch(pixels.to(self.patch.weight.dtype))  # (B, C, H / p, W / p)
+        grid = tuple(x.shape[-2:])
+        x = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        x = torch.cat([self.prefix.expand(x.shape[0], -1, -1), x], dim=1) + self.positions(grid)  # (B, P + N, C)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
+
+    def positions(self, grid: tuple[int, int]) -> Tensor:
+        """Position embeddings for a (rows, cols) patch grid: bicubic resampling of the trained square grid, as the
+        reference's `interpolate_pos_encoding` does."""
+        if grid == self.cfg.grid:
+            return self.pos
+        p = self.cfg.num_prefix_tokens
+        side = int(round((self.pos.shape[1] - p) ** 0.5))
+        if side * side != self.pos.shape[1] - p:
+            raise ModelError(f"cannot resize position embeddings trained for a non-square grid {self.cfg.grid}")
+        patches = self.pos[:, p:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, C, side, side)
+        patches = F.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
+        return torch.cat([self.pos[:, :p], patches.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)], dim=1)
 
 
 def weight_table(cfg: EncoderConfig) -> WeightTable:

@@ -32,7 +32,44 @@ def encoder_config(kind: str, **over) -> T.PretrainedConfig:
         return T.ViTConfig(**common)
     if kind == "deit":
         return T.DeiTConfig(**common)
+    if kind in BEIT_VARIANTS:
+        klass = T.Data2VecVisionConfig if kind == "data2vec-vision" else T.BeitConfig
+        return klass(**{**BEIT_VARIANTS[kind], **common})
+    if kind in SWIN_VARIANTS:  # stages set their own widths: none of the common sizes apply
+        klass = T.DonutSwinConfig if kind == "donut-swin" else T.SwinConfig
+        return klass(**{**SWIN_VARIANTS[kind], **over})
     raise KeyError(kind)
+
+
+# Swin-style encoder kind -> its sizes, chosen so every padding and the unshifted single-window stage occur at 32 px.
+SWIN_VARIANTS = {
+    # patch 3 pads 32 px to 11x11 patches; window 6 pads that to 12x12 and shifts by 3; merging pads 11 to 12;
+    # stage 2 is 6x6, one window, so it is not shifted. Swin ends with a LayerNorm.
+    "swin": dict(
+        image_size=IMAGE_SIZE, patch_size=3, embed_dim=24, depths=[2, 2], num_heads=[2, 4], window_size=6,
+        mlp_ratio=2.5, layer_norm_eps=1e-6,
+    ),
+    # 8x8 patches in windows of 3 (padded to 9x9, shift 1), then 4x4 (padded to 6x6, shift 1); no final LayerNorm.
+    "donut-swin": dict(
+        image_size=IMAGE_SIZE, patch_size=4, embed_dim=28, depths=[2, 2], num_heads=[2, 4], window_size=3,
+        layer_norm_eps=1e-6,
+    ),
+}
+
+
+# BEiT-style encoder kind -> its options: between them every one is switched on and off (layer_scale_init_value 0
+# turns layer scale off; use_mean_pooling drops the final LayerNorm from the sequence the decoder reads).
+BEIT_VARIANTS = {
+    "beit": dict(
+        use_relative_position_bias=True, use_absolute_position_embeddings=True, use_mean_pooling=False,
+        use_mask_token=True, layer_scale_init_value=0.2, hidden_act="gelu_new",
+    ),
+    "beit-shared": dict(use_shared_relative_position_bias=True, use_mean_pooling=True, layer_scale_init_value=0.0),
+    "data2vec-vision": dict(
+        use_relative_position_bias=True, use_shared_relative_position_bias=True, use_absolute_position_embeddings=True,
+        use_mean_pooling=True, layer_scale_init_value=0.05,
+    ),
+}
 
 
 # decoder kind -> (tokenizer layout, special tokens (start, eos, pad) as token strings)
@@ -42,6 +79,12 @@ DECODERS = {
     "roberta": ("roberta-bpe", ("<s>", "</s>", "<pad>")),
     "trocr": ("roberta-bpe", ("</s>", "</s>", "<pad>")),
     "trocr-sinusoidal": ("sentencepiece", ("</s>", "</s>", "<pad>")),
+    "bart": ("roberta-bpe", ("<s>", "</s>", "<pad>")),
+    "mbart": ("sentencepiece", ("<s>", "</s>", "<pad>")),  # Donut: XLM-R-style SentencePiece, <s> starts
+    "electra": ("wordpiece", ("[CLS]", "[SEP]", "[PAD]")),
+    "xlm-roberta": ("sentencepiece", ("<s>", "</s>", "<pad>")),
+    "camembert": ("sentencepiece", ("<s>", "</s>", "<pad>")),
+    "bert-generation": ("sentencepiece", ("<s>", "</s>", "<pad>")),
 }
 
 
@@ -61,6 +104,25 @@ def decoder_config(kind: str, vocab_size: int, pad: int, bos: int, eos: int, enc
         cfg.update(cross_attention_hidden_size=enc_hidden, activation_function="gelu")
         cfg.update(use_learned_position_embeddings=kind == "trocr")
         return T.TrOCRConfig(vocab_size=vocab_size, **{**ids, **cfg, **over})
+    if kind in ("bart", "mbart"):
+        cfg = dict(d_model=24, decoder_layers=2, decoder_attention_heads=3, decoder_ffn_dim=44)
+        cfg.update(max_position_embeddings=48)
+        if kind == "bart":
+            return T.BartConfig(vocab_size=vocab_size, activation_function="relu", **{**ids, **cfg, **over})
+        return T.MBartConfig(vocab_size=vocab_size, scale_embedding=True, **{**ids, **cfg, **over})
+    if kind == "electra":  # narrower embeddings than layers, so embeddings_project and the generator head matter
+        cfg = dict(hidden_size=40, embedding_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=52)
+        cfg.update(max_position_embeddings=64, layer_norm_eps=1e-6, hidden_act="silu")
+        return T.ElectraConfig(vocab_size=vocab_size, **{**ids, **cfg, **over})
+    if kind in ("xlm-roberta", "camembert"):
+        cfg = dict(hidden_size=28, num_hidden_layers=2, num_attention_heads=4, intermediate_size=44)
+        cfg.update(max_position_embeddings=64, layer_norm_eps=1e-6, hidden_act="gelu")
+        klass = T.XLMRobertaConfig if kind == "xlm-roberta" else T.CamembertConfig
+        return klass(vocab_size=vocab_size, **{**ids, **cfg, **over})
+    if kind == "bert-generation":
+        cfg = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
+        cfg.update(max_position_embeddings=64, layer_norm_eps=1e-6, hidden_act="gelu_new")
+        return T.BertGenerationConfig(vocab_size=vocab_size, **{**ids, **cfg, **over})
     raise KeyError(kind)
 
 
@@ -192,7 +254,7 @@ if __name__ == "__main__":  # `make demo`: a checkpoint to run the CLI on where 
 
     ap = argparse.ArgumentParser(description="Write a tiny random VisionEncoderDecoder checkpoint folder.")
     ap.add_argument("folder")
-    ap.add_argument("--encoder", default="vit", choices=["vit", "deit"])
+    ap.add_argument("--encoder", default="vit")
     ap.add_argument("--decoder", default="gpt2", choices=sorted(DECODERS))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

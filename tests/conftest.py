@@ -18,6 +18,17 @@ ENCODERS = ["vit", "deit"]
 DECODERS = ["gpt2", "bert", "roberta", "trocr", "trocr-sinusoidal"]
 # Families beyond the core each join with the partners published checkpoints use (one line per pairing).
 EXTRA_PAIRS: list[tuple[str, str]] = [
+    ("beit", "trocr"),
+    ("beit-shared", "roberta"),
+    ("data2vec-vision", "gpt2"),
+    ("deit", "electra"),
+    ("vit", "xlm-roberta"),
+    ("vit", "bart"),
+    ("deit", "mbart"),
+    ("vit", "camembert"),
+    ("vit", "bert-generation"),
+    ("swin", "bart"),
+    ("donut-swin", "mbart"),
 ]
 PAIRS = [(e, d) for e in ENCODERS for d in DECODERS] + EXTRA_PAIRS
 

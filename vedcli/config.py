@@ -26,6 +26,11 @@ class EncoderConfig:
     num_channels: int = 3
     qkv_bias: bool = True
     num_prefix_tokens: int = 1  # class token (ViT); class + distillation tokens (DeiT)
+    absolute_positions: bool = True  # learned position embeddings added to the tokens (optional in BEiT)
+    relative_bias: bool = False  # a relative position bias table in every layer (BEiT)
+    shared_relative_bias: bool = False  # one relative position bias table for all layers (BEiT)
+    layer_scale: bool = False  # per-channel factors on each residual branch (BEiT lambda_1 / lambda_2)
+    final_norm: bool = True  # LayerNorm on the output sequence (BEiT with mean pooling has none)
     hf: dict[str, Any] = field(default_factory=dict, repr=False)  # the config.json section it came from
 
     def __post_init__(self) -> None:
@@ -43,6 +48,7 @@ class DecoderConfig:
     family: str = "gpt2"  # module in vedcli/decoders that maps its weights
     vocab_size: int = 50257
     hidden_size: int = 768
+    embedding_size: int | None = None  # width of token/position embeddings and the mlm head (None: hidden_size)
     num_layers: int = 12
     num_heads: int = 12
     intermediate_size: int = 3072
@@ -70,6 +76,8 @@ class DecoderConfig:
         self.head_dim = self.hidden_size // self.num_heads
         if self.cross_attention_size is None:
             self.cross_attention_size = self.hidden_size
+        if self.embedding_size is None:  # ELECTRA projects narrower embeddings up to hidden_size
+            self.embedding_size = self.hidden_size
 
 
 @dataclass

@@ -139,6 +139,17 @@ class CrossAttention(nn.Module):
         return self.out(merge_heads(y))  # (rows, T, C)
 
 
+class LayerScale(nn.Module):
+    """A learned per-channel factor on a residual branch (BEiT's lambda_1 / lambda_2, CaiT's gamma)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gamma * x
+
+
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, act: str, bias: bool = True):
         super().__init__()
@@ -168,6 +179,7 @@ class Block(nn.Module):
         bias: bool = True,
         qkv_bias: bool | None = None,
         attn_scale: float | None = None,
+        layer_scale: bool = False,
     ):
         super().__init__()
         self.pre_norm = pre_norm
@@ -180,6 +192,11 @@ class Block(nn.Module):
             self.cross_attn = None
         self.ln_mlp = nn.LayerNorm(dim, eps=eps)
         self.mlp = MLP(dim, mlp_dim, act, bias)
+        # Pre-norm encoders (BEiT) may scale each residual branch per channel before adding it.
+        if layer_scale and not pre_norm:
+            raise ValueError("layer scale is only defined for pre-norm blocks")
+        self.ls_self = LayerScale(dim) if layer_scale else nn.Identity()
+        self.ls_mlp = LayerScale(dim) if layer_scale else nn.Identity()
 
     def forward(
         self,
@@ -191,10 +208,10 @@ class Block(nn.Module):
         group: int = 1,
     ) -> Tensor:
         if self.pre_norm:
-            x = x + self.self_attn(self.ln_self(x), mask, cache, layer)  # (B, T, C)
+            x = x + self.ls_self(self.self_attn(self.ln_self(x), mask, cache, layer))  # (B, T, C)
             if self.cross_attn is not None:
                 x = x + self.cross_attn(self.ln_cross(x), *cross_kv, group)
-            return x + self.mlp(self.ln_mlp(x))
+            return x + self.ls_mlp(self.mlp(self.ln_mlp(x)))
         x = self.ln_self(x + self.self_attn(x, mask, cache, layer))
         if self.cross_attn is not None:
             x = self.ln_cross(x + self.cross_attn(x, *cross_kv, group))

@@ -73,7 +73,9 @@ class VisionEncoderDecoder(nn.Module):
 
     def _check_size(self, pixel_values: Tensor, interpolate_pos_encoding: bool | None) -> None:
         size = tuple(pixel_values.shape[-2:])
-        if interpolate_pos_encoding is False and size != self.config.encoder.image_size:
+        # ViT and DeiT refuse other sizes unless asked to interpolate (BEiT and Swin take any size, as in the reference)
+        refuses = getattr(self.encoder, "needs_interpolation_flag", False)
+        if interpolate_pos_encoding is False and refuses and size != self.config.encoder.image_size:
             raise ModelError(f"image size {size} does not match the encoder's {self.config.encoder.image_size}")
 
     def new_cache(self, encoded: Tensor, group: int = 1, max_len: int = 64) -> DecoderCache:

@@ -24,6 +24,7 @@ class Rule:
     transpose: bool = False  # HF stores this 2-D weight as (in, out) (GPT-2 Conv1D)
     layered: bool = False  # repeated for every layer
     dim: int = 0  # the dimension several HF tensors are concatenated along
+    zero: tuple[str, ...] = ()  # names in `hf` no checkpoint holds (BEiT's key bias): zeros on load, not written
 
 
 @dataclass
@@ -37,7 +38,10 @@ class WeightTable:
 
     def prefixed(self, ved: str, hf: str) -> "WeightTable":
         """The same table for a submodule: ved names under `ved`, HF names under `hf`."""
-        rules = [Rule(ved + r.ved, tuple(hf + h for h in r.hf), r.transpose, r.layered, r.dim) for r in self.rules]
+        rules = [
+            Rule(ved + r.ved, tuple(hf + h for h in r.hf), r.transpose, r.layered, r.dim, tuple(hf + h for h in r.zero))
+            for r in self.rules
+        ]
         ignore = [re.escape(hf) + p for p in self.ignore]
         tied = {ved + k: ved + v for k, v in self.tied.items()}
         return WeightTable(rules, ignore, tied)
@@ -48,13 +52,14 @@ class WeightTable:
         for r in self.rules:
             for i in range(layers) if r.layered else [None]:
                 fill = (lambda s: s.replace("{i}", str(i))) if i is not None else (lambda s: s)
-                out.append(Rule(fill(r.ved), tuple(fill(h) for h in r.hf), r.transpose, dim=r.dim))
+                hf, zero = tuple(fill(h) for h in r.hf), tuple(fill(h) for h in r.zero)
+                out.append(Rule(fill(r.ved), hf, r.transpose, dim=r.dim, zero=zero))
         return out
 
 
-def param(ved: str, *hf: str, transpose: bool = False, dim: int = 0) -> list[Rule]:
-    """One tensor (an embedding, a class token, a bias vector)."""
-    return [Rule(ved, hf, transpose, "{i}" in ved, dim)]
+def param(ved: str, *hf: str, transpose: bool = False, dim: int = 0, zero: tuple[str, ...] = ()) -> list[Rule]:
+    """One tensor (an embedding, a class token, a bias vector); `zero` names parts that are all zeros."""
+    return [Rule(ved, hf, transpose, "{i}" in ved, dim, zero)]
 
 
 def linear(ved: str, *hf: str, transpose: bool = False, bias: bool = True) -> list[Rule]:
@@ -94,13 +99,15 @@ def to_ved(
     state = {_modern(k): v for k, v in hf_state.items()}
     out, used, missing, wrong = {}, set(), [], []
     for r in rules:
-        absent = [h for h in r.hf if h not in state]
+        absent = [h for h in r.hf if h not in state and h not in r.zero]
         if absent:
             missing += absent
             continue
-        parts = [state[h].t() if r.transpose and state[h].dim() == 2 else state[h] for h in r.hf]
+        held = [h for h in r.hf if h not in r.zero]
+        raw = [torch.zeros_like(state[held[0]]) if h in r.zero else state[h] for h in r.hf]  # parts are equal in size
+        parts = [t.t() if r.transpose and t.dim() == 2 else t for t in raw]
         tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=r.dim)
-        used.update(r.hf)
+        used.update(held)
         expected = shapes.get(r.ved)
         if expected is None:
             raise AssertionError(f"weight table names '{r.ved}', which the ved model does not have")
@@ -128,6 +135,8 @@ def to_hf(ved_state: dict[str, Tensor], rules: list[Rule]) -> dict[str, Tensor]:
     for r in rules:
         parts = ved_state[r.ved].chunk(len(r.hf), dim=r.dim)
         for name, part in zip(r.hf, parts):
+            if name in r.zero:
+                continue
             out[name] = (part.t() if r.transpose and part.dim() == 2 else part).contiguous()
     return out
 

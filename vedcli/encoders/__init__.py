@@ -8,11 +8,11 @@ from torch import nn
 from ..config import EncoderConfig
 from ..errors import ModelError
 from ..weights import WeightTable
-from . import vit
+from . import beit, swin, vit
 
 # model_type in config.json -> family module
-FAMILIES = {"vit": vit, "deit": vit}
-MODULES = {"vit": vit.ViTEncoder}
+FAMILIES = {"vit": vit, "deit": vit, "beit": beit, "data2vec-vision": beit, "swin": swin, "donut-swin": swin}
+MODULES = {"vit": vit.ViTEncoder, "beit": beit.BeitEncoder, "swin": swin.SwinEncoder}
 
 
 def encoder_config(d: dict, where: str | None = None) -> EncoderConfig:

@@ -31,6 +31,7 @@ def config_from_hf(d: dict) -> EncoderConfig:
 
 
 class ViTEncoder(nn.Module):
+    needs_interpolation_flag = True  # the reference refuses other image sizes without interpolate_pos_encoding
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
@@ -55,17 +56,20 @@ class ViTEncoder(nn.Module):
         return self.norm(x)
 
     def positions(self, grid: tuple[int, int]) -> Tensor:
-        """Position embeddings for a (rows, cols) patch grid: bicubic resampling of the trained square grid, as the
-        reference's `interpolate_pos_encoding` does."""
-        if grid == self.cfg.grid:
-            return self.pos
-        p = self.cfg.num_prefix_tokens
-        side = int(round((self.pos.shape[1] - p) ** 0.5))
-        if side * side != self.pos.shape[1] - p:
-            raise ModelError(f"cannot resize position embeddings trained for a non-square grid {self.cfg.grid}")
-        patches = self.pos[:, p:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, C, side, side)
-        patches = F.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
-        return torch.cat([self.pos[:, :p], patches.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)], dim=1)
+        return resize_positions(self.pos, self.cfg.num_prefix_tokens, self.cfg.grid, grid)
+
+
+def resize_positions(pos: Tensor, prefix: int, trained: tuple[int, int], grid: tuple[int, int]) -> Tensor:
+    """Position embeddings (1, prefix + patches, C) for a (rows, cols) patch grid: the trained square grid resampled
+    bicubically, as the reference's `interpolate_pos_encoding` does; the prefix tokens keep theirs."""
+    if grid == trained:
+        return pos
+    if trained[0] != trained[1]:
+        raise ModelError(f"cannot resize position embeddings trained for a non-square grid {trained}")
+    side = trained[0]
+    patches = pos[:, prefix:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, C, side, side)
+    patches = F.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
+    return torch.cat([pos[:, :prefix], patches.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)], dim=1)
 
 
 def weight_table(cfg: EncoderConfig) -> WeightTable:

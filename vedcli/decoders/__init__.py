@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..config import DecoderConfig
 from ..errors import ModelError
 from ..weights import WeightTable
-from . import bert, gpt2, trocr
+from . import bart, bert, bert_generation, electra, gpt2, trocr
 
 # model_type in config.json -> family module
 FAMILIES = {
@@ -15,8 +15,22 @@ FAMILIES = {
     "xlm-roberta": bert,
     "camembert": bert,
     "trocr": trocr,
+    "bart": bart,
+    "mbart": bart,
+    "electra": electra,
+    "bert-generation": bert_generation,
 }
-TABLES = {"gpt2": gpt2, "bert": bert, "roberta": bert, "trocr": trocr}
+# DecoderConfig.family -> module with its weight table
+TABLES = {
+    "gpt2": gpt2,
+    "bert": bert,
+    "roberta": bert,
+    "trocr": trocr,
+    "bart": bart,
+    "mbart": bart,
+    "electra": electra,
+    "bert-generation": bert_generation,
+}
 
 
 def decoder_config(d: dict, where: str | None = None) -> DecoderConfig:

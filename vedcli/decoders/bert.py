@@ -71,11 +71,16 @@ def weight_table(cfg: DecoderConfig) -> WeightTable:
     else:
         head = "cls.predictions."
         rules += [*linear("head_dense", head + "transform.dense"), *norm("head_norm", head + "transform.LayerNorm")]
-    rules += param("head.bias", head + "bias")
-    # buffers, an unused pooler, and the decoder bias that is tied to `bias`
+    # The projection's bias is `bias` while the head is tied to the embeddings; an untied head (transformers 5)
+    # reads its own `decoder.bias` and leaves `bias` unused.
+    used, unused = "bias", "decoder.bias"
+    if not cfg.tie_embeddings:
+        used, unused = unused, used
+    rules += param("head.bias", head + used)
+    # buffers, an unused pooler, and the head bias the projection does not read
     ignore = [
         re.escape(base) + r"embeddings\.(position_ids|token_type_ids)",
         re.escape(base) + r"pooler\.dense\.(weight|bias)",
-        re.escape(head) + r"decoder\.bias",
+        re.escape(head + unused),
     ]
     return WeightTable(rules, ignore) + output_head(cfg.tie_embeddings, head + "decoder.weight")

@@ -1,7 +1,7 @@
 """The text decoder every family shares: embeddings -> blocks with cross-attention -> LM head.
 
-Families (gpt2.py, bert.py, trocr.py) only translate their config and weight names; the fields of DecoderConfig
-select norms, positions and heads here.
+Families (gpt2.py, bert.py, trocr.py, bart.py, ...) only translate their config and weight names; the fields of
+DecoderConfig select norms, positions, embedding width and heads here.
 """
 
 from __future__ import annotations
@@ -32,16 +32,17 @@ class TextDecoder(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
         self.cfg = cfg
-        c = cfg.hidden_size
-        self.embed = nn.Embedding(cfg.vocab_size, c)
+        c, e = cfg.hidden_size, cfg.embedding_size  # e < c only for ELECTRA, whose embeddings are projected up
+        self.embed = nn.Embedding(cfg.vocab_size, e)
         if cfg.positions == "sinusoidal":
             rows = cfg.max_positions + (cfg.pad_token_id or 0) + 1
-            self.register_buffer("pos_table", sinusoidal_table(rows, c, cfg.pad_token_id), persistent=False)
+            self.register_buffer("pos_table", sinusoidal_table(rows, e, cfg.pad_token_id), persistent=False)
             self.pos = None
         else:
-            self.pos = nn.Embedding(cfg.max_positions + cfg.position_offset, c)
-        self.token_type = nn.Embedding(cfg.type_vocab_size, c) if cfg.type_vocab_size else None
-        self.embed_norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps) if cfg.embed_norm else None
+            self.pos = nn.Embedding(cfg.max_positions + cfg.position_offset, e)
+        self.token_type = nn.Embedding(cfg.type_vocab_size, e) if cfg.type_vocab_size else None
+        self.embed_norm = nn.LayerNorm(e, eps=cfg.layer_norm_eps) if cfg.embed_norm else None
+        self.embed_proj = nn.Linear(e, c) if e != c else None
         self.blocks = nn.ModuleList(
             Block(
                 c,
@@ -57,11 +58,11 @@ class TextDecoder(nn.Module):
             for i in range(cfg.num_layers)
         )
         self.final_norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps) if cfg.final_norm else None
-        if cfg.head == "mlm":
-            self.head_dense = nn.Linear(c, c)
+        if cfg.head == "mlm":  # the transform ends at the embedding width, so a tied projection fits
+            self.head_dense = nn.Linear(c, e)
             self.head_act = activation(cfg.head_activation)
-            self.head_norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps)
-        self.head = nn.Linear(c, cfg.vocab_size, bias=cfg.head_bias)
+            self.head_norm = nn.LayerNorm(e, eps=cfg.layer_norm_eps)
+        self.head = nn.Linear(e if cfg.head == "mlm" else c, cfg.vocab_size, bias=cfg.head_bias)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
 
@@ -69,7 +70,7 @@ class TextDecoder(nn.Module):
         """Recompute buffers that are not saved in checkpoints (after loading into a meta-device model)."""
         if self.pos is None:
             rows = self.cfg.max_positions + (self.cfg.pad_token_id or 0) + 1
-            self.pos_table = sinusoidal_table(rows, self.cfg.hidden_size, self.cfg.pad_token_id).to(device)
+            self.pos_table = sinusoidal_table(rows, self.cfg.embedding_size, self.cfg.pad_token_id).to(device)
 
     def positions(self, ids: Tensor, past: int) -> Tensor:
         """(B, T) position ids of new tokens after `past` cached ones."""
@@ -82,12 +83,14 @@ class TextDecoder(nn.Module):
         return (torch.cumsum(real, dim=1) + past) * real + pad
 
     def embed_tokens(self, ids: Tensor, past: int) -> Tensor:
-        x = self.embed(ids) * self.cfg.embed_scale  # (B, T, C)
+        x = self.embed(ids) * self.cfg.embed_scale  # (B, T, E)
         pos = self.positions(ids, past)
         x = x + (self.pos_table[pos].to(x.dtype) if self.pos is None else self.pos(pos))
         if self.token_type is not None:
             x = x + self.token_type.weight[0]
-        return self.embed_norm(x) if self.embed_norm is not None else x
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
+        return self.embed_proj(x) if self.embed_proj is not None else x  # (B, T, C)
 
     def cross_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Each layer's cross-attention keys/values for the image features (images, N, C_enc)."""

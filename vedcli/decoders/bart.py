@@ -1,0 +1,64 @@
+"""BART and mBART as decoders (BartForCausalLM / MBartForCausalLM, Donut's decoder).
+
+Both: learned positions from row 2, a LayerNorm right after the embeddings (`layernorm_embedding`), optional
+sqrt(d_model) embedding scale, an LM head without bias tied to the token embeddings. BART normalises after each
+residual sum; mBART before each sublayer, with one more LayerNorm after the last layer (`layer_norm`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..config import DecoderConfig
+from ..weights import WeightTable, linear, norm, output_head, param
+
+PRE_NORM = {"mbart"}  # model_types whose layers normalise first and end in a final LayerNorm
+
+
+def config_from_hf(d: dict) -> DecoderConfig:
+    kind = d.get("model_type", "bart")
+    c = d.get("d_model", 1024)
+    pre = kind in PRE_NORM
+    return DecoderConfig(
+        family="mbart" if pre else "bart",
+        vocab_size=d.get("vocab_size", 50265),
+        hidden_size=c,
+        num_layers=d.get("decoder_layers", 12),
+        num_heads=d.get("decoder_attention_heads", 16),
+        intermediate_size=d.get("decoder_ffn_dim", 4096),
+        activation=d.get("activation_function", "gelu"),
+        layer_norm_eps=1e-5,  # nn.LayerNorm's default; BART does not configure it
+        max_positions=d.get("max_position_embeddings", 1024),
+        position_offset=2,
+        pre_norm=pre,
+        embed_scale=math.sqrt(c) if d.get("scale_embedding", False) else 1.0,
+        embed_norm=True,
+        final_norm=pre,
+        tie_embeddings=d.get("tie_word_embeddings", True),
+        pad_token_id=d.get("pad_token_id", 1),
+        hf=d,
+    )
+
+
+def weight_table(cfg: DecoderConfig) -> WeightTable:
+    dec = "model.decoder."
+    layer = dec + "layers.{i}."
+    sa, ca = layer + "self_attn.", layer + "encoder_attn."
+    rules = [
+        *param("embed.weight", dec + "embed_tokens.weight"),
+        *param("pos.weight", dec + "embed_positions.weight"),
+        *norm("embed_norm", dec + "layernorm_embedding"),
+        *linear("blocks.{i}.self_attn.qkv", sa + "q_proj", sa + "k_proj", sa + "v_proj"),
+        *linear("blocks.{i}.self_attn.out", sa + "out_proj"),
+        *norm("blocks.{i}.ln_self", layer + "self_attn_layer_norm"),
+        *linear("blocks.{i}.cross_attn.q", ca + "q_proj"),
+        *linear("blocks.{i}.cross_attn.kv", ca + "k_proj", ca + "v_proj"),
+        *linear("blocks.{i}.cross_attn.out", ca + "out_proj"),
+        *norm("blocks.{i}.ln_cross", layer + "encoder_attn_layer_norm"),
+        *linear("blocks.{i}.mlp.fc1", layer + "fc1"),
+        *linear("blocks.{i}.mlp.fc2", layer + "fc2"),
+        *norm("blocks.{i}.ln_mlp", layer + "final_layer_norm"),
+    ]
+    if cfg.final_norm:
+        rules += norm("final_norm", dec + "layer_norm")
+    return WeightTable(rules) + output_head(cfg.tie_embeddings, "lm_head.weight")

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from vedcli.errors import InputError, ModelError
-from vedcli.image import ImageProcessor, ImageProcessorConfig, load_image_processor, open_image
+from vedcli.image import ImageProcessor, ImageProcessorConfig, crop_margin, load_image_processor, open_image
 
 warnings.filterwarnings("ignore", message=".*torchvision.*")
 from transformers import AutoImageProcessor, ViTImageProcessorPil  # noqa: E402  (reference, tests only)
@@ -113,6 +113,90 @@ CONFIGS = {
         "pad_size": {"height": 50, "width": 80},
     },
     "no-type": {"size": 28, "resample": 3},
+    "swin-old": {  # as microsoft/swin-tiny-patch4-window7-224: Swin checkpoints carry ViT's processor
+        "feature_extractor_type": "ViTFeatureExtractor",
+        "do_normalize": True,
+        "do_resize": True,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "resample": 3,
+        "size": 56,
+    },
+    "beit-old": {  # as microsoft/beit-base-patch16-224, at a smaller size
+        "feature_extractor_type": "BeitFeatureExtractor",
+        "crop_size": 224,
+        "do_center_crop": False,
+        "do_normalize": True,
+        "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "reduce_labels": False,
+        "resample": 2,
+        "size": 48,
+    },
+    "beit-crop-pad-ignored": {  # BEiT's pipeline has no pad step: do_pad does nothing
+        "image_processor_type": "BeitImageProcessor",
+        "size": {"height": 50, "width": 44},
+        "do_center_crop": True,
+        "crop_size": {"height": 40, "width": 36},
+        "do_pad": True,
+        "pad_size": {"height": 60, "width": 60},
+    },
+    "donut-base-old": {  # as naver-clova-ix/donut-base: size is [width, height]
+        "do_align_long_axis": False,
+        "do_normalize": True,
+        "do_pad": True,
+        "do_resize": True,
+        "do_thumbnail": True,
+        "feature_extractor_type": "DonutFeatureExtractor",
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "processor_class": "DonutProcessor",
+        "resample": 2,
+        "size": [40, 56],
+    },
+    "donut-aligned": {  # a landscape page size, pages turned to it
+        "image_processor_type": "DonutImageProcessor",
+        "size": {"height": 48, "width": 64},
+        "do_align_long_axis": True,
+        "resample": 3,
+        "rescale_factor": 0.00392156862745098,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+    },
+    "donut-crop-nearest": {  # resample 0: transformers' Donut thumbnails with bicubic then
+        "image_processor_type": "DonutImageProcessor",
+        "size": [30, 36],
+        "resample": 0,
+        "do_center_crop": True,
+        "crop_size": {"height": 26, "width": 40},  # wider than the page: zero padding
+        "do_normalize": False,
+    },
+    "nougat-base": {  # as facebook/nougat-base, at a smaller size
+        "do_align_long_axis": False,
+        "do_crop_margin": True,
+        "do_normalize": True,
+        "do_pad": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "do_thumbnail": True,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_processor_type": "NougatImageProcessor",
+        "image_std": [0.229, 0.224, 0.225],
+        "processor_class": "NougatProcessor",
+        "resample": 2,
+        "rescale_factor": 0.00392156862745098,
+        "size": {"height": 56, "width": 42},
+    },
+    "nougat-aligned": {  # Nougat's pipeline has no center crop: do_center_crop does nothing
+        "image_processor_type": "NougatImageProcessor",
+        "size": [30, 50],  # Nougat reads a list as [height, width]
+        "do_crop_margin": False,
+        "do_align_long_axis": True,
+        "resample": 1,
+        "do_center_crop": True,
+        "crop_size": 20,
+    },
 }
 
 
@@ -267,6 +351,173 @@ def test_open_image_cmyk_jpeg(tmp_path):
     assert np.array_equal(np.asarray(open_image(path)), expected)
 
 
+# --- document pages (Donut, Nougat) ----------------------------------------------------------------------------
+
+PORTRAIT, LANDSCAPE = {"height": 48, "width": 36}, {"height": 36, "width": 48}
+
+# One option combination each; the images below come out in different sizes, so each is processed alone.
+PAGE_CASES = {
+    "resize-thumbnail": {"do_pad": False},
+    "resize-only": {"do_thumbnail": False, "do_pad": False},
+    "thumbnail-pad": {"do_resize": False},  # small images are left alone, large ones shrink
+    "thumbnail-only": {"do_resize": False, "do_pad": False},
+    "pad-only": {"do_resize": False, "do_thumbnail": False, "size": {"height": 520, "width": 600}},
+    "align-portrait": {"do_align_long_axis": True, "do_pad": False},
+    "align-landscape": {"do_align_long_axis": True, "do_pad": False, "size": LANDSCAPE},
+    "align-square": {"do_align_long_axis": True, "do_pad": False, "size": {"height": 40, "width": 40}},
+    "align-pad-bicubic": {"do_align_long_axis": True, "size": LANDSCAPE, "resample": 3},
+}
+
+
+def page_images(photos) -> dict[str, Image.Image]:
+    return {
+        "portrait": noise(20, 31, seed=6),  # smaller than the page sizes above
+        "landscape": noise(33, 17, seed=7),
+        "square": noise(25, 25, seed=8),
+        "chelsea": photos["chelsea"],  # larger, landscape
+        "page": photos["page"].convert("RGB"),  # landscape document
+    }
+
+
+@pytest.mark.parametrize("family", ["DonutImageProcessor", "NougatImageProcessor"])
+@pytest.mark.parametrize("case", list(PAGE_CASES))
+def test_page_options_match_reference(case, family, photos, tmp_path):
+    d = {"image_processor_type": family, "size": PORTRAIT, "resample": 2, **PAGE_CASES[case]}
+    folder = write_config(tmp_path, d)
+    ref = reference(folder)
+    ours = load_image_processor(folder)
+    for image in page_images(photos).values():
+        assert_close(ours([image]), ref_pixels(ref, [image]))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 7), (7, 2), (40, 3), (5, 60)])
+@pytest.mark.parametrize("name", ["donut-base-old", "donut-aligned", "donut-crop-nearest", "nougat-base"])
+def test_page_odd_sizes_match_reference(size, name, tmp_path):
+    folder = write_config(tmp_path, CONFIGS[name])
+    images = [noise(*size, seed=9), noise(*size, seed=10)]
+    assert_close(load_image_processor(folder)(images), ref_pixels(reference(folder), images))
+
+
+def test_align_long_axis_turns_clockwise():
+    """A landscape image with its left half red, on a portrait page: turned clockwise, red ends up on top."""
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 20, 20))
+    config = ImageProcessorConfig(
+        processor_type="DonutImageProcessor", size=PORTRAIT, do_align_long_axis=True, do_resize=False,
+        do_thumbnail=False, do_pad=False, do_rescale=False, do_normalize=False,
+    )
+    pixels = ImageProcessor(config)([image])[0]
+    assert pixels.shape == (3, 40, 20)
+    assert pixels[:, :20].tolist() == torch.tensor([255.0, 0, 0])[:, None, None].expand(3, 20, 20).tolist()
+    assert pixels[:, 20:].tolist() == torch.tensor([0, 0, 255.0])[:, None, None].expand(3, 20, 20).tolist()
+
+
+def _document(width: int, height: int, box: tuple[int, int, int, int], seed: int) -> Image.Image:
+    """A light page with dark noise inside `box` (left, top, right, bottom)."""
+    rng = np.random.RandomState(seed)
+    page = rng.randint(215, 256, (height, width, 3)).astype(np.uint8)
+    left, top, right, bottom = box
+    page[top:bottom, left:right] = rng.randint(0, 120, (bottom - top, right - left, 3))
+    return Image.fromarray(page)
+
+
+def _threshold_page() -> Image.Image:
+    """White with one black pixel, one at gray 199 (dark: inside the crop) and one at 200 (light: outside)."""
+    gray = np.full((30, 40), 255, dtype=np.uint8)
+    gray[10, 10], gray[25, 3], gray[2, 35] = 0, 199, 200
+    return Image.fromarray(gray).convert("RGB")
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        _threshold_page(),
+        _document(90, 70, (13, 21, 50, 44), seed=11),
+        _document(40, 120, (0, 5, 40, 6), seed=12),  # one dark row
+        Image.new("RGB", (30, 20), (240, 240, 240)),  # uniform: nothing to crop
+        Image.new("L", (9, 6), 200).convert("RGB"),
+    ],
+    ids=["threshold", "box", "row", "uniform", "gray-uniform"],
+)
+def test_crop_margin_matches_reference(image, tmp_path, request):
+    from transformers import NougatImageProcessorPil
+
+    chw = np.asarray(image).transpose(2, 0, 1).copy()
+    expected = NougatImageProcessorPil().crop_margin(chw)
+    if request.node.callspec.id == "threshold":
+        assert expected.shape == (3, 16, 8)  # rows 10..25, columns 3..10
+    assert np.array_equal(np.asarray(crop_margin(image)).transpose(2, 0, 1), expected)
+    folder = write_config(tmp_path, {**CONFIGS["nougat-base"], "size": {"height": 64, "width": 48}})
+    assert_close(load_image_processor(folder)([image]), ref_pixels(reference(folder), [image]))
+
+
+def test_crop_margin_on_the_document_photo(photos, tmp_path):
+    """page.png has a dark border on some sides: the margin crop keeps it, the pipeline matches end to end."""
+    folder = write_config(tmp_path, {**CONFIGS["nougat-base"], "do_align_long_axis": True})
+    images = [photos["page"]]
+    assert_close(load_image_processor(folder)(images), ref_pixels(reference(folder), images, do_convert_rgb=True))
+
+
+def test_random_padding_is_ignored_like_reference(photos, tmp_path):
+    """transformers never pads at random at inference, whatever the file says; ved pads centred too."""
+    images = [photos["chelsea"], noise(9, 30, seed=13)]
+    centred = ref_pixels(reference(write_config(tmp_path / "plain", CONFIGS["donut-base-old"])), images)
+    folder = write_config(tmp_path / "random", {**CONFIGS["donut-base-old"], "random_padding": True})
+    ref = reference(folder)
+    assert_close(ref_pixels(ref, images), centred)
+    assert_close(ref_pixels(ref, images), centred)
+    assert_close(load_image_processor(folder)(images), centred)
+    # the padding really is there: black (-1 after normalizing) above and below the landscape photo
+    assert centred[0, :, 0].eq(-1).all() and centred[0, :, -1].eq(-1).all()
+
+
+@pytest.mark.parametrize("family", ["DonutImageProcessor", "NougatImageProcessor"])
+def test_page_too_thin_to_fit_fails_like_reference(family):
+    """The thumbnail of a 3x1000 image on a 48x36 page would be 0 pixels wide: the reference fails, ved says why."""
+    image = noise(3, 1000)
+    from transformers import DonutImageProcessorPil, NougatImageProcessorPil
+
+    reference_class = DonutImageProcessorPil if family.startswith("Donut") else NougatImageProcessorPil
+    with pytest.raises(ValueError):
+        reference_class(size=PORTRAIT)([image])
+    with pytest.raises(InputError, match="too thin"):
+        ImageProcessor(ImageProcessorConfig(processor_type=family, size=PORTRAIT))([image])
+
+
+def test_page_error_names_the_file(tmp_path):
+    path = tmp_path / "thin.png"
+    noise(3, 1000).save(path)
+    with Image.open(path) as image, pytest.raises(InputError, match="too thin") as info:
+        ImageProcessor(ImageProcessorConfig(processor_type="DonutImageProcessor", size=PORTRAIT))([image])
+    assert info.value.where == str(path)
+
+
+def test_page_larger_than_size_without_thumbnail_fails_like_reference():
+    from transformers import DonutImageProcessorPil
+
+    image = noise(50, 30)
+    with pytest.raises(ValueError):
+        DonutImageProcessorPil(size=PORTRAIT, do_resize=False, do_thumbnail=False)([image])
+    config = ImageProcessorConfig(
+        processor_type="DonutImageProcessor", size=PORTRAIT, do_resize=False, do_thumbnail=False
+    )
+    with pytest.raises(InputError, match="larger than the page size"):
+        ImageProcessor(config)([image])
+
+
+def test_page_batches_need_padding():
+    pad = ImageProcessor(ImageProcessorConfig(processor_type="DonutImageProcessor", size=PORTRAIT))
+    assert pad.config.output_size() == (48, 36)
+    assert pad([]).shape == (0, 3, 48, 36)
+    assert pad([noise(5, 9), noise(90, 20)]).shape == (2, 3, 48, 36)
+    crop = ImageProcessorConfig.from_dict(CONFIGS["donut-crop-nearest"])
+    assert crop.output_size() == (26, 40)
+    no_pad = ImageProcessor(ImageProcessorConfig(processor_type="NougatImageProcessor", size=PORTRAIT, do_pad=False))
+    assert no_pad.config.output_size() is None
+    with pytest.raises(InputError, match="different sizes"):
+        no_pad([noise(5, 9), noise(90, 20)])
+
+
 # --- configs ----------------------------------------------------------------------------------------------------
 
 
@@ -298,6 +549,89 @@ def test_image_size_fills_only_what_the_file_leaves_out(photos, tmp_path):
     assert cropped.size == {"height": 48, "width": 48} and cropped.output_size() == (48, 48)
 
 
+FAMILIES = ["ViTImageProcessor", "DeiTImageProcessor", "BeitImageProcessor", "DonutImageProcessor",
+            "NougatImageProcessor"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_defaults_match_reference(family, tmp_path):
+    """What a file leaves out falls back to the reference class's own defaults."""
+    import transformers
+
+    ref = getattr(transformers, family + "Pil")()
+    ours = ImageProcessorConfig.from_dict({"image_processor_type": family})
+    assert ours.size == dict(ref.size)
+    assert ours.resample == ref.resample
+    assert ours.do_center_crop == bool(ref.do_center_crop)
+    assert ours.crop_size == (dict(ref.crop_size) if ref.crop_size else None)
+    assert ours.image_mean == pytest.approx(list(ref.image_mean))
+    assert ours.image_std == pytest.approx(list(ref.image_std))
+    assert ours.do_rescale == ref.do_rescale and ours.rescale_factor == ref.rescale_factor
+    if family in ("DonutImageProcessor", "NougatImageProcessor"):
+        assert ours.do_pad is True is ref.do_pad
+        assert (ours.do_thumbnail, ours.do_align_long_axis) == (ref.do_thumbnail, ref.do_align_long_axis)
+    if family == "NougatImageProcessor":
+        assert ours.do_crop_margin is True is ref.do_crop_margin
+    # direct construction takes the same defaults
+    assert ImageProcessorConfig(processor_type=family) == ours
+
+
+@pytest.mark.parametrize("name, size", [("donut-base-old", (56, 40)), ("donut-crop-nearest", (36, 30)),
+                                        ("nougat-aligned", (30, 50))])
+def test_list_sizes_read_like_reference(name, size, tmp_path):
+    """Old Donut files give [width, height]; Nougat, like the others, [height, width]."""
+    config = ImageProcessorConfig.from_dict(CONFIGS[name])
+    assert config.size == {"height": size[0], "width": size[1]}
+    assert config.size == dict(reference(write_config(tmp_path, CONFIGS[name])).size)
+
+
+def test_page_size_from_the_encoder():
+    """A Donut file naming no size takes the encoder's (height, width), as for the photo families."""
+    config = ImageProcessorConfig.from_dict({"feature_extractor_type": "DonutFeatureExtractor"}, image_size=(56, 40))
+    assert config.size == {"height": 56, "width": 40} and config.output_size() == (56, 40)
+    named = ImageProcessorConfig.from_dict(CONFIGS["donut-base-old"], image_size=(80, 60))
+    assert named.size == {"height": 56, "width": 40}  # the file wins
+
+
+def test_swin_folder_uses_vit_processor(photos, tmp_path):
+    """A Swin checkpoint whose file names no processor: transformers picks ViT's from config.json, as ved does."""
+    folder = write_config(tmp_path, {"size": 40, "resample": 3, "image_mean": [0.485, 0.456, 0.406]})
+    (folder / "config.json").write_text(json.dumps({"model_type": "swin"}))
+    ref = AutoImageProcessor.from_pretrained(folder, backend="pil")
+    assert type(ref).__name__ == "ViTImageProcessorPil"
+    images = [photos["coffee"]]
+    assert_close(load_image_processor(folder)(images), ref_pixels(ref, images))
+
+
+def test_nested_donut_processor_config(photos, tmp_path):
+    """A DonutProcessor saved by transformers 5: the nested entry, with the page options."""
+    from tokenizers import Tokenizer, models
+    from transformers import DonutImageProcessorPil, DonutProcessor, PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>")), unk_token="<unk>"
+    )
+    image_processor = DonutImageProcessorPil(size=[36, 44], do_align_long_axis=True, resample=3)
+    DonutProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp_path)
+    images = [photos["page"].convert("RGB")]
+    ours = load_image_processor(tmp_path)
+    assert ours.config.processor_type == "DonutImageProcessor" and ours.config.output_size() == (44, 36)
+    assert_close(ours(images), ref_pixels(AutoImageProcessor.from_pretrained(tmp_path, backend="pil"), images))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"do_thumbnail": True}, "do_thumbnail is not an option of ViTImageProcessor"),
+        ({"processor_type": "DonutImageProcessor", "do_crop_margin": False}, "do_crop_margin is not an option"),
+        ({"processor_type": "DonutImageProcessor", "size": {"max_height": 4, "max_width": 5}}, "size must be"),
+    ],
+)
+def test_bad_direct_config(kwargs, message):
+    with pytest.raises(ModelError, match=message):
+        ImageProcessorConfig(**kwargs)
+
+
 def test_nested_processor_config(photos, tmp_path):
     """transformers 5 saves a TrOCRProcessor as one processor_config.json with an `image_processor` entry."""
     from tokenizers import Tokenizer, models
@@ -324,7 +658,11 @@ def test_nested_processor_config(photos, tmp_path):
         ({"resample": "bilinear"}, "resample"),
         ({"size": {"longest_edge": 5}}, "size must be"),
         ({"size": {"height": 0, "width": 5}}, "positive"),
-        ({"image_processor_type": "DonutImageProcessor"}, "unsupported image processor"),
+        ({"image_processor_type": "LayoutLMv3ImageProcessor"}, "unsupported image processor"),
+        ({"image_processor_type": "DonutImageProcessor", "size": {"shortest_edge": 30}}, "size must be"),
+        ({"image_processor_type": "NougatImageProcessor", "size": 30, "default_to_square": False}, "size must be"),
+        ({"image_processor_type": "DonutImageProcessor", "do_thumbnail": 1}, "do_thumbnail"),
+        ({"image_processor_type": "NougatImageProcessor", "do_crop_margin": "no"}, "do_crop_margin"),
         ({"image_mean": [0.5, 0.5]}, "image_mean"),
         ({"image_std": [0.5, 0.0, 0.5]}, "image_std"),
         ({"do_center_crop": True}, "crop_size is missing"),

@@ -1,10 +1,20 @@
 """PIL image -> pixel tensor, driven by `preprocessor_config.json`.
 
 Reads every layout that published checkpoints use (old `ViTFeatureExtractor` files with `size: 384`, current
-`ViTImageProcessor` files with `size: {"height", "width"}`, DeiT and BEiT variants, the nested `image_processor` entry
-of a `processor_config.json`) and reproduces the pixel values of transformers' PIL-backend image processors exactly:
+`ViTImageProcessor` files with `size: {"height", "width"}`, DeiT and BEiT variants, Donut's old `DonutFeatureExtractor`
+files with `size: [width, height]`, Nougat's, the nested `image_processor` entry of a `processor_config.json`) and
+reproduces the pixel values of transformers' PIL-backend image processors exactly. Photos (ViT, DeiT, BEiT; Swin
+checkpoints use ViT's processor):
 
     RGB (alpha composited onto white) -> resize (PIL) -> center crop -> rescale -> normalize -> pad   # (3, H, W)
+
+Document pages (Donut, Nougat) are fitted into `size` and padded around, before rescaling:
+
+    RGB -> crop margin (Nougat) -> align long axis -> resize shortest edge -> thumbnail -> pad centred
+        -> center crop (Donut) -> rescale -> normalize                                                  # (3, H, W)
+
+Donut's `random_padding` is a training-time augmentation that transformers' processors never apply, whatever a file
+says: they always pad centred, and so does ved (the output is deterministic).
 
 transformers' torchvision backend (picked by default when torchvision is installed) resizes with torch instead of
 PIL, so its values differ from these by at most one 8-bit level on a small share of pixels.
@@ -13,7 +23,7 @@ PIL, so its values differ from these by at most one 8-bit level on a small share
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,58 +37,99 @@ PROCESSOR_FILE = "preprocessor_config.json"  # the image processor's own file
 NESTED_PROCESSOR_FILE = "processor_config.json"  # transformers 5: {"image_processor": {...}, ...}; wins when present
 
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}  # PIL codes
+BICUBIC = 3
 
 # The size key sets a resize may use, as transformers accepts them for these processors.
 RESIZE_KEYS = ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}, {"max_height", "max_width"})
+HEIGHT_WIDTH = ({"height", "width"},)
+
+STANDARD_MEAN = STANDARD_STD = (0.5, 0.5, 0.5)  # transformers' IMAGENET_STANDARD_*
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # transformers' IMAGENET_DEFAULT_*
+
+PAGE_STEPS = ("do_thumbnail", "do_align_long_axis", "do_crop_margin")  # the document families' own switches
 
 
 @dataclass(frozen=True)
 class _Preset:
-    """Class defaults of one transformers image processor family: what a file leaves out falls back to these."""
+    """Class defaults of one transformers image processor family (what a file leaves out falls back to these), and
+    how that family's pipeline differs from the plain photo one."""
 
     size: dict[str, int]
     resample: int
-    do_center_crop: bool
-    crop_size: dict[str, int] | None
+    do_center_crop: bool = False
+    crop_size: dict[str, int] | None = None
+    image_mean: tuple[float, float, float] = STANDARD_MEAN
+    image_std: tuple[float, float, float] = STANDARD_STD
+    do_pad: bool = False
+    # what do_pad does: "after" normalizing, zeros bottom/right up to pad_size; "page": zeros (black) evenly around
+    # the page up to `size`, before rescaling; "never": nothing (the family's pipeline has no pad step)
+    pad: str = "after"
+    crops: bool = True  # False: the family's pipeline has no center-crop step (do_center_crop does nothing)
+    page: dict[str, bool] | None = None  # document families: their PAGE_STEPS switches and defaults; None for photos
+    width_first: bool = False  # a list `size` reads [width, height] (old Donut files), not [height, width]
+    thumbnail_resample: int | None = None  # None: the file's resample, except nearest (0) means bicubic (Donut)
+    thumbnail_reducing_gap: float | None = None  # PIL's two-step shrink for the thumbnail (Nougat: 2.0)
 
 
 PRESETS: dict[str, _Preset] = {
-    "ViTImageProcessor": _Preset({"height": 224, "width": 224}, 2, False, None),
+    "ViTImageProcessor": _Preset({"height": 224, "width": 224}, 2),
     "DeiTImageProcessor": _Preset({"height": 256, "width": 256}, 3, True, {"height": 224, "width": 224}),
-    "BeitImageProcessor": _Preset({"height": 224, "width": 224}, 3, False, {"height": 224, "width": 224}),
+    "BeitImageProcessor": _Preset({"height": 224, "width": 224}, 3, False, {"height": 224, "width": 224}, pad="never"),
+    "DonutImageProcessor": _Preset(
+        {"height": 2560, "width": 1920}, 2, do_pad=True, pad="page", width_first=True,
+        page={"do_thumbnail": True, "do_align_long_axis": False},
+    ),
+    "NougatImageProcessor": _Preset(
+        {"height": 896, "width": 672}, 2, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, do_pad=True, pad="page",
+        crops=False, page={"do_thumbnail": True, "do_align_long_axis": False, "do_crop_margin": True},
+        thumbnail_resample=BICUBIC, thumbnail_reducing_gap=2.0,
+    ),
 }
 
 
 @dataclass
 class ImageProcessorConfig:
-    """How images become pixel values; field names and meanings follow transformers' image processors."""
+    """How images become pixel values; field names and meanings follow transformers' image processors. A field left
+    None takes the family's default (PRESETS); after construction only the page switches of photo families stay None."""
 
     processor_type: str = "ViTImageProcessor"  # family, as `image_processor_type` names it (a key of PRESETS)
     do_convert_rgb: bool | None = None  # kept for round trips; ved always converts to RGB (the model wants 3 channels)
-    do_resize: bool = True  # resize to `size` before anything else
-    size: dict[str, int] = field(default_factory=lambda: {"height": 224, "width": 224})  # one of RESIZE_KEYS
-    resample: int = 2  # PIL resampling code: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming
-    do_center_crop: bool = False  # crop (zero-padding if needed) the middle `crop_size` after resizing
+    do_resize: bool = True  # resize to `size` (Donut, Nougat: its shorter edge to the shorter of height and width)
+    size: dict[str, int] | None = None  # one of RESIZE_KEYS; Donut, Nougat: {"height", "width"} only
+    resample: int | None = None  # PIL resampling code: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming
+    do_center_crop: bool | None = None  # crop (zero-padding if needed) the middle `crop_size` after resizing
     crop_size: dict[str, int] | None = None  # {"height", "width"}
     do_rescale: bool = True  # multiply 0..255 values by `rescale_factor`
     rescale_factor: float = 1 / 255
     do_normalize: bool = True  # (x - mean) / std per channel
-    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    do_pad: bool = False  # zero-pad bottom/right to `pad_size` after normalizing
-    pad_size: dict[str, int] | None = None  # {"height", "width"}
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
+    do_pad: bool | None = None  # photos: zero-pad bottom/right to `pad_size` after normalizing (BEiT: no pad step);
+    #                             pages: zero-pad (black) evenly around the page to `size` before rescaling
+    pad_size: dict[str, int] | None = None  # {"height", "width"}; photos only
+    do_thumbnail: bool | None = None  # pages: shrink to fit inside `size`, keeping the aspect ratio
+    do_align_long_axis: bool | None = None  # pages: turn 90 degrees clockwise when the long axis crosses `size`'s
+    do_crop_margin: bool | None = None  # Nougat: first cut away the light margin around the page's dark content
 
     def __post_init__(self) -> None:
         if self.processor_type not in PRESETS:
             raise ModelError(f"unsupported image processor {self.processor_type!r}; ved knows {', '.join(PRESETS)}")
-        self.size = _size_dict(self.size, "size", RESIZE_KEYS)
+        preset = PRESETS[self.processor_type]
+        self._fill_defaults(preset)
+        if preset.width_first and isinstance(self.size, (list, tuple)):
+            self.size = list(self.size)[::-1]  # as transformers' Donut processor reads a list
+        self.size = _size_dict(self.size, "size", HEIGHT_WIDTH if preset.page is not None else RESIZE_KEYS)
         if self.crop_size is not None:
-            self.crop_size = _size_dict(self.crop_size, "crop_size", ({"height", "width"},))
+            self.crop_size = _size_dict(self.crop_size, "crop_size", HEIGHT_WIDTH)
         if self.pad_size is not None:
-            self.pad_size = _size_dict(self.pad_size, "pad_size", ({"height", "width"},))
+            self.pad_size = _size_dict(self.pad_size, "pad_size", HEIGHT_WIDTH)
+        for name in ("do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_pad", *PAGE_STEPS):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ModelError(f"{name} must be true or false, got {value!r}")
         if self.do_center_crop and self.crop_size is None:
             raise ModelError("do_center_crop is set but crop_size is missing")
-        if self.do_pad and self.pad_size is None:
+        if self.do_pad and preset.pad == "after" and self.pad_size is None:
             raise ModelError("do_pad is set but pad_size is missing")
         if isinstance(self.resample, bool) or self.resample not in RESAMPLE_NAMES:
             raise ModelError(f"resample must be a PIL resampling code 0..5, got {self.resample!r}")
@@ -90,25 +141,46 @@ class ImageProcessorConfig:
         if self.do_normalize and 0.0 in self.image_std:
             raise ModelError(f"image_std must not contain 0, got {self.image_std}")
 
+    def _fill_defaults(self, preset: _Preset) -> None:
+        """None fields take the family's defaults; a page switch the family does not have is an error."""
+        for name in ("size", "resample", "do_center_crop", "crop_size", "image_mean", "image_std", "do_pad"):
+            if getattr(self, name) is None:
+                default = getattr(preset, name)
+                setattr(self, name, list(default) if isinstance(default, tuple) else _copy(default))
+        page = preset.page or {}
+        for name in PAGE_STEPS:
+            if name in page:
+                if getattr(self, name) is None:
+                    setattr(self, name, page[name])
+            elif getattr(self, name) is not None:
+                raise ModelError(f"{name} is not an option of {self.processor_type}")
+
+    @property
+    def is_page(self) -> bool:
+        """Whether this is a document family (Donut, Nougat): fit the page into `size`, pad around it."""
+        return PRESETS[self.processor_type].page is not None
+
     @classmethod
-    def from_dict(cls, d: dict, image_size: int | None = None) -> "ImageProcessorConfig":
-        """Read any published layout. `image_size` (the encoder's) fills `size`, and `crop_size` when cropping,
-        where `d` gives none; an empty `d` (no preprocessor file) means ViT defaults at `image_size`."""
+    def from_dict(cls, d: dict, image_size: int | tuple[int, int] | None = None) -> "ImageProcessorConfig":
+        """Read any published layout. `image_size` (the encoder's: a side or (height, width)) fills `size`, and
+        `crop_size` when cropping, where `d` gives none; an empty `d` (no preprocessor file) means ViT defaults at
+        `image_size`. Keys the family does not use are ignored, as transformers ignores them."""
         if not isinstance(d, dict):
             raise ModelError(f"image processor config must be a JSON object, got {type(d).__name__}")
         processor_type = _family(d)
         preset = PRESETS[processor_type]
         square = _value(d, "default_to_square", True)  # an int `size` means a square unless this says otherwise
-        encoder_square = {"height": image_size, "width": image_size} if image_size else None
+        encoder_size = _encoder_size(image_size)
         size = d.get("size")
         if isinstance(size, int) and not isinstance(size, bool):
             size = {"height": size, "width": size} if square else {"shortest_edge": size}
         elif size is None:
-            size = encoder_square or preset.size
+            size = encoder_size or _copy(preset.size)
         do_center_crop = _flag(d, "do_center_crop", preset.do_center_crop)
         crop_size = d.get("crop_size")
         if crop_size is None:
-            crop_size = (do_center_crop and encoder_square) or preset.crop_size
+            crop_size = (do_center_crop and encoder_size) or _copy(preset.crop_size)
+        page = {name: _flag(d, name, default) for name, default in (preset.page or {}).items()}
         return cls(
             processor_type=processor_type,
             do_convert_rgb=d.get("do_convert_rgb"),
@@ -120,10 +192,11 @@ class ImageProcessorConfig:
             do_rescale=_flag(d, "do_rescale", True),
             rescale_factor=_value(d, "rescale_factor", 1 / 255),
             do_normalize=_flag(d, "do_normalize", True),
-            image_mean=_value(d, "image_mean", [0.5, 0.5, 0.5]),
-            image_std=_value(d, "image_std", [0.5, 0.5, 0.5]),
-            do_pad=_flag(d, "do_pad", False),
+            image_mean=_value(d, "image_mean", list(preset.image_mean)),
+            image_std=_value(d, "image_std", list(preset.image_std)),
+            do_pad=_flag(d, "do_pad", preset.do_pad),
             pad_size=d.get("pad_size"),
+            **page,
         )
 
     def to_dict(self) -> dict:
@@ -134,13 +207,30 @@ class ImageProcessorConfig:
 
     def output_size(self) -> tuple[int, int] | None:
         """(height, width) of every processed image, or None when it depends on the image."""
-        if self.do_pad:
+        preset = PRESETS[self.processor_type]
+        if self.do_pad and preset.pad == "after":
             return self.pad_size["height"], self.pad_size["width"]
-        if self.do_center_crop:
+        if self.do_center_crop and preset.crops:
             return self.crop_size["height"], self.crop_size["width"]
-        if self.do_resize and set(self.size) == {"height", "width"}:
+        if self.do_pad and preset.pad == "page":
+            return self.size["height"], self.size["width"]
+        if self.do_resize and not self.is_page and set(self.size) == {"height", "width"}:
             return self.size["height"], self.size["width"]
         return None
+
+
+def _encoder_size(image_size: int | tuple[int, int] | None) -> dict[str, int] | None:
+    """The encoder's image size as a {"height", "width"} dict."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        return {"height": image_size, "width": image_size}
+    height, width = image_size
+    return {"height": height, "width": width}
+
+
+def _copy(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value
 
 
 def _family(d: dict) -> str:
@@ -249,6 +339,49 @@ def center_crop(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out
 
 
+def crop_margin(image: Image.Image, threshold: int = 200) -> Image.Image:
+    """The smallest box holding every dark pixel, as Nougat finds it: gray levels stretched to 0..255, then darker
+    than `threshold`. A uniform image is returned as it is."""
+    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    low, high = gray.min(), gray.max()
+    if low == high:
+        return image
+    stretched = (gray - low) / (high - low) * 255  # uint8 difference, then float64 (the reference's order)
+    rows, cols = np.nonzero(stretched < threshold)
+    return image.crop((int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1))
+
+
+def align_long_axis(image: Image.Image, height: int, width: int) -> Image.Image:
+    """Turned 90 degrees clockwise when the image is landscape and `height` x `width` portrait, or the other way."""
+    if (width < height and image.width > image.height) or (width > height and image.width < image.height):
+        return image.transpose(Image.Transpose.ROTATE_270)  # 270 counter-clockwise = 90 clockwise
+    return image
+
+
+def thumbnail_size(height: int, width: int, max_height: int, max_width: int) -> tuple[int, int]:
+    """(height, width) of the Donut / Nougat thumbnail of a `height` x `width` image (transformers' rule, not PIL's
+    `Image.thumbnail`): clip each edge to the target, then shrink the shorter edge by the longer one's ratio."""
+    new_height, new_width = min(height, max_height), min(width, max_width)
+    if (new_height, new_width) == (height, width):
+        return height, width
+    if height > width:
+        new_width = int(width * new_height / height)
+    elif width > height:
+        new_height = int(height * new_width / width)
+    return new_height, new_width
+
+
+def pad_centered(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(C, H, W) zero-padded evenly on all sides to `height` x `width`; the odd pixel goes bottom / right."""
+    channels, h, w = pixels.shape
+    if h > height or w > width:
+        raise InputError(f"image of {h}x{w} is larger than the page size {height}x{width}; it needs do_thumbnail")
+    top, left = (height - h) // 2, (width - w) // 2
+    out = pixels.new_zeros((channels, height, width))
+    out[:, top : top + h, left : left + w] = pixels
+    return out
+
+
 class ImageProcessor:
     """Turns PIL images into the encoder's pixel values, following an ImageProcessorConfig."""
 
@@ -256,7 +389,8 @@ class ImageProcessor:
         self.config = config or ImageProcessorConfig()
 
     def __call__(self, images: list[Image.Image]) -> torch.Tensor:
-        """PIL images -> (B, 3, H, W) float32. All images must come out the same size (a fixed size or a crop)."""
+        """PIL images -> (B, 3, H, W) float32. All images must come out the same size (a fixed size, a crop or
+        padding)."""
         if isinstance(images, Image.Image):
             images = [images]
         if not images:
@@ -275,13 +409,26 @@ class ImageProcessor:
 
     def process(self, image: Image.Image) -> torch.Tensor:
         """One PIL image -> (3, H, W) float32."""
+        try:
+            return self._process(image)
+        except InputError as e:
+            if e.where is None and _name(image):
+                raise InputError(e.message, where=_name(image)) from e
+            raise
+
+    def _process(self, image: Image.Image) -> torch.Tensor:
         c = self.config
+        preset = PRESETS[c.processor_type]
         image = to_rgb(image)
-        if c.do_resize:
+        if c.is_page:
+            image = self.fit_page(image)
+        elif c.do_resize:
             height, width = resized_size(image.height, image.width, c.size)
             image = image.resize((width, height), resample=c.resample)
         x = torch.from_numpy(_as_array(image)).permute(2, 0, 1)  # (3, H, W) uint8
-        if c.do_center_crop:
+        if c.do_pad and preset.pad == "page":
+            x = pad_centered(x, c.size["height"], c.size["width"])  # black, before rescaling
+        if c.do_center_crop and preset.crops:
             x = center_crop(x, c.crop_size["height"], c.crop_size["width"])
         if c.do_rescale:
             x = (x.to(torch.float64) * c.rescale_factor).to(torch.float32)  # float64 first, as transformers does
@@ -290,9 +437,30 @@ class ImageProcessor:
             std = torch.tensor(c.image_std, dtype=torch.float32)[:, None, None]
             x = (x.to(torch.float32) - mean) / std
         x = x.to(torch.float32)
-        if c.do_pad:
+        if c.do_pad and preset.pad == "after":
             x = _pad(x, c.pad_size["height"], c.pad_size["width"])
         return x.contiguous()
+
+    def fit_page(self, image: Image.Image) -> Image.Image:
+        """Donut / Nougat: an RGB page cropped to its content, turned, resized and shrunk to fit inside `size`."""
+        c = self.config
+        preset = PRESETS[c.processor_type]
+        height, width = c.size["height"], c.size["width"]
+        if c.do_crop_margin:
+            image = crop_margin(image)
+        if c.do_align_long_axis:
+            image = align_long_axis(image, height, width)
+        if c.do_resize:
+            new_height, new_width = resized_size(image.height, image.width, {"shortest_edge": min(height, width)})
+            image = image.resize((new_width, new_height), resample=c.resample)
+        if c.do_thumbnail:
+            new_height, new_width = thumbnail_size(image.height, image.width, height, width)
+            if min(new_height, new_width) < 1:
+                raise InputError(f"a {image.height}x{image.width} image is too thin to fit in {height}x{width}")
+            # transformers' Donut passes its resample as `resample or BICUBIC`: nearest (0) becomes bicubic
+            resample = preset.thumbnail_resample if preset.thumbnail_resample is not None else c.resample or BICUBIC
+            image = image.resize((new_width, new_height), resample=resample, reducing_gap=preset.thumbnail_reducing_gap)
+        return image
 
 
 def _as_array(image: Image.Image) -> np.ndarray:
@@ -315,9 +483,10 @@ def _name(image: Image.Image) -> str | None:
 # --- files -----------------------------------------------------------------------------------------------------
 
 
-def load_image_processor(folder: str | Path, image_size: int | None = None) -> ImageProcessor:
+def load_image_processor(folder: str | Path, image_size: int | tuple[int, int] | None = None) -> ImageProcessor:
     """The image processor of a model folder: `processor_config.json`'s nested `image_processor` entry, else
-    `preprocessor_config.json`, else ViT defaults (at `image_size`, the encoder's, when given)."""
+    `preprocessor_config.json`, else ViT defaults. `image_size` (the encoder's: a side or (height, width)) fills the
+    size a file leaves out."""
     folder = Path(folder)
     nested = folder / NESTED_PROCESSOR_FILE
     if nested.is_file():
@@ -330,7 +499,7 @@ def load_image_processor(folder: str | Path, image_size: int | None = None) -> I
     return ImageProcessor(ImageProcessorConfig.from_dict({}, image_size=image_size))
 
 
-def _config_from(d: Any, image_size: int | None, path: Path) -> ImageProcessorConfig:
+def _config_from(d: Any, image_size: int | tuple[int, int] | None, path: Path) -> ImageProcessorConfig:
     try:
         return ImageProcessorConfig.from_dict(d, image_size=image_size)
     except ModelError as e:
@@ -383,9 +552,13 @@ def _upright(image: Image.Image) -> Image.Image:
 __all__ = [
     "ImageProcessor",
     "ImageProcessorConfig",
+    "align_long_axis",
     "center_crop",
+    "crop_margin",
     "load_image_processor",
     "open_image",
+    "pad_centered",
     "resized_size",
+    "thumbnail_size",
     "to_rgb",
 ]

@@ -126,8 +126,7 @@ def _generation(folder: Path) -> dict[str, Any]:
 
 
 def _preprocessing(folder: Path, enc: EncoderConfig) -> dict[str, Any]:
-    height, width = enc.image_size
-    c = load_image_processor(folder, image_size=height if height == width else None).config
+    c = load_image_processor(folder, image_size=enc.image_size).config
     out = {"processor": c.processor_type}
     if c.do_resize:
         out["resize"] = f"{_size(c.size)} {RESAMPLE_NAMES[c.resample]}"

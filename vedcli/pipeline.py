@@ -34,8 +34,7 @@ class Pipeline:
     ) -> "Pipeline":
         folder = resolve_model(str(model), revision)
         net = load_model(folder, device=device, dtype=dtype)
-        height, width = net.config.encoder.image_size
-        processor = load_image_processor(folder, image_size=height if height == width else None)
+        processor = load_image_processor(folder, image_size=net.config.encoder.image_size)
         return cls(net, load_tokenizer(folder), processor)
 
     def resolve(self, options: DecodingOptions) -> ResolvedOptions:

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+import torch
 from checkpoints import reference
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
@@ -74,3 +75,14 @@ def test_bad_model_is_one_line_exit_2(tiny, tmp_path):
     assert result.exit_code == 2
     assert "unsupported encoder model_type 'convnext' (supported: " in result.output
     assert "deit" in result.output and "vit" in result.output
+
+
+@pytest.mark.parametrize("encoder,decoder", [("donut-swin", "mbart"), ("swin", "bart"), ("beit", "trocr")])
+def test_encoder_token_count_is_what_the_encoder_outputs(tiny, encoder, decoder):
+    folder = tiny(encoder, decoder)
+    ref = reference(folder)
+    size = ref.config.encoder.image_size
+    size = size if isinstance(size, (list, tuple)) else (size, size)
+    with torch.no_grad():
+        out = ref.encoder(pixel_values=torch.zeros(1, 3, *size)).last_hidden_state
+    assert describe(str(folder))["encoder"]["tokens out"] == out.shape[1]

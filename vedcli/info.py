@@ -33,7 +33,7 @@ def describe(name_or_path: str, revision: str | None = None) -> Report:
         model = VisionEncoderDecoder(cfg)
     report: Report = {
         "model": {"source": name_or_path, "revision": revision, "folder": str(folder)},
-        "encoder": _encoder(cfg.encoder),
+        "encoder": _encoder(cfg.encoder, model),
         "decoder": _decoder(cfg.decoder),
         "parameters": _parameters(model),
     }
@@ -56,7 +56,9 @@ def _attempt(fn):
         return {"error": str(error)}
 
 
-def _encoder(enc: EncoderConfig) -> dict[str, Any]:
+def _encoder(enc: EncoderConfig, model: VisionEncoderDecoder) -> dict[str, Any]:
+    pixels = torch.empty(1, enc.num_channels, *enc.image_size, device="meta")
+    tokens = model.encoder.forward_features(pixels).shape[1]  # shapes only: the model lives on the meta device
     return {
         "type": enc.hf.get("model_type", enc.family),
         "layers": enc.num_layers,
@@ -65,7 +67,7 @@ def _encoder(enc: EncoderConfig) -> dict[str, Any]:
         "mlp": enc.intermediate_size,
         "image size": "x".join(map(str, enc.image_size)),
         "patch size": "x".join(map(str, enc.patch_size)),
-        "tokens out": enc.num_prefix_tokens + enc.num_patches,
+        "tokens out": tokens,
     }
 
 

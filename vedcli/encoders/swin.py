@@ -5,9 +5,10 @@ blocks of self-attention inside non-overlapping windows, every second block with
 (a cyclic roll plus a mask that keeps the wrapped-around regions apart), a learned relative position bias per block,
 and ends by merging 2x2 neighbours into one token of twice the width. The output is the last stage's tokens.
 
-Swin ends with a LayerNorm; Donut-Swin (Donut, Nougat) returns the last stage as is. As in the reference, a feature
-map no larger than the window in one direction is attended whole (no shift), and a map that is not a window multiple
-is padded with zeros *after* the block's first LayerNorm, so padded tokens enter attention as zeros.
+Swin ends with a LayerNorm; Donut-Swin (Donut, Nougat) returns the last stage as is. As in the reference, a stage
+whose feature map is only one window high or wide is not shifted, a map that is not a window multiple is padded with
+zeros *after* the block's first LayerNorm (padded tokens enter attention as zeros), and images of any size are taken.
+A map smaller than the window is refused: the reference shrinks the window there but not its bias table, and fails.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..config import EncoderConfig
 from ..errors import ModelError
 from ..layers import MLP, SelfAttention, merge_heads, split_heads
 from ..weights import Rule, WeightTable, linear, norm, param
+from .vit import resize_positions
 
 SHIFT_MASK = -100.0  # the reference's score offset between tokens from different regions of a shifted window
 PATCH_NORM_EPS = 1e-5  # the embedding and patch-merging LayerNorms ignore layer_norm_eps in the reference
@@ -103,8 +105,8 @@ class Windows:
 
     @classmethod
     def plan(cls, height: int, width: int, window: int, dtype: torch.dtype, device) -> "Windows":
+        """Windows for an (H, W) map: no shift when one side is a single window; ModelError when it is smaller."""
         if min(height, width) < window:
-            # The reference then shrinks the window but keeps a bias table trained for the full one, and fails.
             raise ModelError(
                 f"the image gives a {height}x{width} Swin feature map, smaller than its {window}x{window} window; "
                 "use a larger image"
@@ -248,6 +250,8 @@ class SwinEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
+        # Like ViT, absolute positions make the reference refuse other sizes unless asked to interpolate them.
+        self.needs_interpolation_flag = cfg.absolute_positions
         s = SwinSettings.from_hf(cfg.hf)
         self.patch = nn.Conv2d(cfg.num_channels, s.embed_dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.embed_norm = nn.LayerNorm(s.embed_dim, eps=PATCH_NORM_EPS)
@@ -256,7 +260,7 @@ class SwinEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.final_norm else None
 
     def forward_features(self, pixels: Tensor) -> Tensor:
-        """(B, 3, H, W), any size -> (B, N, C) tokens of the last stage."""
+        """(B, 3, H, W), any size -> (B, N, C) tokens of the last stage; absolute positions resampled if needed."""
         ph, pw = self.cfg.patch_size
         h, w = pixels.shape[-2:]
         pixels = F.pad(pixels.to(self.patch.weight.dtype), (0, (pw - w % pw) % pw, 0, (ph - h % ph) % ph))
@@ -264,12 +268,7 @@ class SwinEncoder(nn.Module):
         grid = (x.shape[-2], x.shape[-1])
         x = self.embed_norm(x.flatten(2).transpose(1, 2))  # (B, N, C)
         if self.pos is not None:
-            if x.shape[1] != self.pos.shape[1]:
-                raise ModelError(
-                    f"image size {(h, w)} gives {x.shape[1]} patches; the encoder's position embeddings cover "
-                    f"{self.pos.shape[1]} (image size {self.cfg.image_size})"
-                )
-            x = x + self.pos
+            x = x + resize_positions(self.pos, 0, self.cfg.grid, grid)
         for stage in self.stages:
             x, grid = stage(x, grid)
         return self.norm(x) if self.norm is not None else x

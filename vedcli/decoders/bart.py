@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from ..config import DecoderConfig
-from ..weights import WeightTable, linear, norm, output_head, param
+from ..weights import Rule, WeightTable, linear, norm, output_head, param
 
 PRE_NORM = {"mbart"}  # model_types whose layers normalise first and end in a final LayerNorm
 
@@ -40,14 +40,14 @@ def config_from_hf(d: dict) -> DecoderConfig:
     )
 
 
-def weight_table(cfg: DecoderConfig) -> WeightTable:
-    dec = "model.decoder."
+def fairseq_rules(cfg: DecoderConfig, dec: str = "model.decoder.") -> list[Rule]:
+    """Embeddings and layers under fairseq's names, shared by BART, mBART and TrOCR."""
     layer = dec + "layers.{i}."
     sa, ca = layer + "self_attn.", layer + "encoder_attn."
-    rules = [
+    return [
         *param("embed.weight", dec + "embed_tokens.weight"),
-        *param("pos.weight", dec + "embed_positions.weight"),
-        *norm("embed_norm", dec + "layernorm_embedding"),
+        *(param("pos.weight", dec + "embed_positions.weight") if cfg.positions != "sinusoidal" else []),
+        *(norm("embed_norm", dec + "layernorm_embedding") if cfg.embed_norm else []),
         *linear("blocks.{i}.self_attn.qkv", sa + "q_proj", sa + "k_proj", sa + "v_proj"),
         *linear("blocks.{i}.self_attn.out", sa + "out_proj"),
         *norm("blocks.{i}.ln_self", layer + "self_attn_layer_norm"),
@@ -58,7 +58,9 @@ def weight_table(cfg: DecoderConfig) -> WeightTable:
         *linear("blocks.{i}.mlp.fc1", layer + "fc1"),
         *linear("blocks.{i}.mlp.fc2", layer + "fc2"),
         *norm("blocks.{i}.ln_mlp", layer + "final_layer_norm"),
+        *(norm("final_norm", dec + "layer_norm") if cfg.final_norm else []),
     ]
-    if cfg.final_norm:
-        rules += norm("final_norm", dec + "layer_norm")
-    return WeightTable(rules) + output_head(cfg.tie_embeddings, "lm_head.weight")
+
+
+def weight_table(cfg: DecoderConfig) -> WeightTable:
+    return WeightTable(fairseq_rules(cfg)) + output_head(cfg.tie_embeddings, "lm_head.weight")

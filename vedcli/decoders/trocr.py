@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from ..config import DecoderConfig
-from ..weights import WeightTable, linear, norm, output_head, param
+from ..weights import WeightTable, output_head
+from .bart import fairseq_rules
 
 
 def config_from_hf(d: dict) -> DecoderConfig:
@@ -34,23 +35,5 @@ def config_from_hf(d: dict) -> DecoderConfig:
 
 
 def weight_table(cfg: DecoderConfig) -> WeightTable:
-    dec = "model.decoder."
-    layer = dec + "layers.{i}."
-    sa, ca = layer + "self_attn.", layer + "encoder_attn."
-    rules = [
-        *param("embed.weight", dec + "embed_tokens.weight"),
-        *(param("pos.weight", dec + "embed_positions.weight") if cfg.positions != "sinusoidal" else []),
-        *(norm("embed_norm", dec + "layernorm_embedding") if cfg.embed_norm else []),
-        *linear("blocks.{i}.self_attn.qkv", sa + "q_proj", sa + "k_proj", sa + "v_proj"),
-        *linear("blocks.{i}.self_attn.out", sa + "out_proj"),
-        *norm("blocks.{i}.ln_self", layer + "self_attn_layer_norm"),
-        *linear("blocks.{i}.cross_attn.q", ca + "q_proj"),
-        *linear("blocks.{i}.cross_attn.kv", ca + "k_proj", ca + "v_proj"),
-        *linear("blocks.{i}.cross_attn.out", ca + "out_proj"),
-        *norm("blocks.{i}.ln_cross", layer + "encoder_attn_layer_norm"),
-        *linear("blocks.{i}.mlp.fc1", layer + "fc1"),
-        *linear("blocks.{i}.mlp.fc2", layer + "fc2"),
-        *norm("blocks.{i}.ln_mlp", layer + "final_layer_norm"),
-    ]
     ignore = [r"model\.decoder\.embed_positions\._float_tensor"]  # fairseq leftover in some exports
-    return WeightTable(rules, ignore) + output_head(cfg.tie_embeddings, "output_projection.weight")
+    return WeightTable(fairseq_rules(cfg), ignore) + output_head(cfg.tie_embeddings, "output_projection.weight")

@@ -172,7 +172,8 @@ def write_checkpoint(
         write_bin(folder, legacy_state(folder, dec_cfg), shards=2 if max_shard_size else 1)
         (folder / "model.safetensors").unlink()
     size = enc_cfg.image_size
-    T.ViTImageProcessor(size={"height": size, "width": size}).save_pretrained(folder)
+    height, width = size if isinstance(size, (list, tuple)) else (size, size)
+    T.ViTImageProcessor(size={"height": height, "width": width}).save_pretrained(folder)
     return folder
 
 

@@ -236,11 +236,14 @@ def natural_eos(folder: str | Path, pixels: torch.Tensor) -> int:
 
 def reference(folder: str | Path, **kwargs) -> T.VisionEncoderDecoderModel:
     """transformers' model for `folder` (kwargs go to from_pretrained), in eval mode."""
-    model = T.VisionEncoderDecoderModel.from_pretrained(folder, **kwargs).eval()
+    return fill_sinusoidal_table(T.VisionEncoderDecoderModel.from_pretrained(folder, **kwargs).eval())
+
+
+def fill_sinusoidal_table(model: T.VisionEncoderDecoderModel) -> T.VisionEncoderDecoderModel:
+    """transformers 5 builds TrOCR's sinusoidal table on the meta device in from_pretrained and never fills it."""
     positions = getattr(getattr(model.decoder, "model", None), "decoder", None)
     positions = getattr(positions, "embed_positions", None)
     if positions is not None and getattr(positions, "weights", None) is not None and positions.weights.is_meta:
-        # transformers 5 builds TrOCR's sinusoidal table on the meta device in from_pretrained and never fills it
         table = positions.get_embedding(positions.weights.shape[0], positions.embedding_dim, positions.padding_idx)
         positions.weights = table.to(model.dtype)
     return model

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .decoders import decoder_config, decoder_weights
 from .decoders.stack import TextDecoder
-from .encoders import build_encoder, encoder_config, encoder_weights
+from .encoders import build_encoder, encoder_config, encoder_reference_only, encoder_weights
 from .errors import ModelError
 from .layers import DecoderCache
 from .weights import Rule, WeightTable, linear, to_hf, to_ved
@@ -157,6 +157,11 @@ class VisionEncoderDecoder(nn.Module):
         """The weights under the reference's names (tied copies left out, as transformers saves them)."""
         return to_hf(self.state_dict(), self.weight_rules())
 
+    def reference_only(self) -> dict[str, tuple[int, ...]]:
+        """Tensors transformers' model has and ved does not use (an encoder pooler), by HF name, with shapes:
+        written alongside ved's own so that transformers loads a saved folder without missing keys."""
+        return {"encoder." + k: v for k, v in encoder_reference_only(self.config.encoder).items()}
+
     def weight_rules(self, table: WeightTable | None = None) -> list[Rule]:
         """The table with layer indices filled in: encoder and decoder have their own layer counts."""
         table = table or self.weight_table()
@@ -223,8 +228,12 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
+    state: dict[str, Tensor] | None = None,
 ) -> VisionEncoderDecoder:
-    """A published VisionEncoderDecoder checkpoint (folder or hub id) as a ved model in eval mode."""
+    """A published VisionEncoderDecoder checkpoint (folder or hub id) as a ved model in eval mode.
+
+    `state`: the folder's HF-named tensors when the caller has already read them (they are not read again).
+    """
     from .checkpoint import load_state_dict, read_json
     from .generation_config import GenerationConfig
     from .hub import resolve_model
@@ -234,7 +243,6 @@ def load_model(
     cfg = model_config(read_json(Path(folder) / "config.json"), str(folder))
     with torch.device("meta"):
         model = VisionEncoderDecoder(cfg)
-    state = load_state_dict(folder)
-    model.load_hf_state_dict(state, str(folder), dtype=dt)
+    model.load_hf_state_dict(state if state is not None else load_state_dict(folder), str(folder), dtype=dt)
     model.generation_config = GenerationConfig.from_folder(folder)
     return model.to(dev).eval()

@@ -28,3 +28,9 @@ def build_encoder(cfg: EncoderConfig) -> nn.Module:
 
 def encoder_weights(cfg: EncoderConfig) -> WeightTable:
     return FAMILIES[cfg.hf.get("model_type", cfg.family)].weight_table(cfg)
+
+
+def encoder_reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
+    """HF names and shapes of tensors the reference's encoder has and ved does not use (empty for most)."""
+    family = FAMILIES[cfg.hf.get("model_type", cfg.family)]
+    return family.reference_only(cfg) if hasattr(family, "reference_only") else {}

@@ -163,3 +163,13 @@ def weight_table(cfg: EncoderConfig) -> WeightTable:
         r".*relative_position_index",  # a buffer older checkpoints saved; ved recomputes it
     ]
     return WeightTable(rules, ignore=ignore)
+
+
+def reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
+    """Tensors the reference's BeitModel has but ved does not use: the mask token and the mean-pooling LayerNorm,
+    when the config asks for them."""
+    c = cfg.hidden_size
+    out = {"embeddings.mask_token": (1, 1, c)} if cfg.hf.get("use_mask_token", False) else {}
+    if cfg.hf.get("use_mean_pooling", True):
+        out.update({"pooler.layernorm.weight": (c,), "pooler.layernorm.bias": (c,)})
+    return out

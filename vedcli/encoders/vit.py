@@ -90,3 +90,9 @@ def weight_table(cfg: EncoderConfig) -> WeightTable:
         *norm("norm", "layernorm"),
     ]
     return WeightTable(rules, ignore=[r"pooler\.dense\.(weight|bias)", r"embeddings\.mask_token"])
+
+
+def reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
+    """Tensors the reference's ViTModel/DeiTModel has but ved does not use (the pooler), with their shapes."""
+    out = cfg.hf.get("pooler_output_size") or cfg.hidden_size
+    return {"pooler.dense.weight": (out, cfg.hidden_size), "pooler.dense.bias": (out,)}

@@ -161,6 +161,38 @@ class InfoFormat(str, Enum):
     json = "json"
 
 
+@app.command("convert")
+def convert(
+    source: Annotated[str, typer.Argument(metavar="SRC", help="Hub id or folder, in any layout ved loads.",
+                                          show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="DST", help="The folder to write.",
+                                        show_default=False)],
+    revision: Revision = None,
+    dtype: Annotated[DType | None, typer.Option("--dtype", help="Stored weights type (default: the source's).",
+                                                show_default=False)] = None,
+    max_shard_size: Annotated[str | None, typer.Option("--max-shard-size", help="Split weights into files of at "
+                                                       "most this size, e.g. 500MB.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace DST if it exists.")] = False,
+) -> None:
+    """Turn a checkpoint into a self-contained safetensors folder that ved and transformers load quickly."""
+    from .convert import convert as run_convert
+    from .save import parse_size
+
+    def work() -> int:
+        done = run_convert(source, output, revision=revision, dtype=dtype.value if dtype else None,
+                           max_shard_size=parse_size(max_shard_size), force=force)
+        weights = [f for f in done.files if f.endswith(".safetensors")]
+        print(f"wrote {done.target}: {len(weights)} weight file{'s' * (len(weights) > 1)} "
+              f"({done.bytes / 1e6:.1f} MB, {str(done.dtype).removeprefix('torch.')}), "
+              + ", ".join(f for f in done.files if not f.endswith(".safetensors")))
+        check = f"checked: reloaded, it gives the source's logits on a probe image (largest difference {done.max_diff:.2g}"
+        rounding = f"; storing {str(done.dtype)[6:]} moves them by up to {done.rounding:.2g})" if done.rounding else ")"
+        print(check + rounding)
+        return EXIT_OK
+
+    _exit_with(work)
+
+
 @app.command("info")
 def info(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id or local folder.", show_default=False)],

@@ -217,3 +217,36 @@ def test_other_image_sizes_interpolate_positions_like_reference(tiny, encoder, s
     )
     with pytest.raises(ModelError, match=r"image size \(\d+, \d+\) does not match the encoder's \(32, 32\)"):
         ours(pixel_values=pixels, decoder_input_ids=ids, interpolate_pos_encoding=False)
+
+
+@pytest.mark.parametrize("decoder", ["gpt2", "bert", "trocr"])
+def test_dropout_is_active_in_training_only(tiny, decoder):
+    model = load_model(tiny("vit", decoder))
+    cfg = model.config.decoder
+    assert cfg.dropout > 0 and cfg.dropout == cfg.hf.get("resid_pdrop", cfg.hf.get("hidden_dropout_prob",
+                                                                                    cfg.hf.get("dropout")))
+    pixels, ids = inputs(cfg.vocab_size)
+    model.train()
+    a = model(pixel_values=pixels, decoder_input_ids=ids).logits
+    b = model(pixel_values=pixels, decoder_input_ids=ids).logits
+    assert not torch.equal(a, b)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=pixels, decoder_input_ids=ids).logits,
+                           model(pixel_values=pixels, decoder_input_ids=ids).logits)
+
+
+def test_training_mode_without_dropout_matches_reference(tiny, tmp_path):
+    folder = _copy(tiny("vit", "bert"), tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["decoder"].update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    ref, ours = reference(folder).train(), load_model(folder).train()
+    pixels, ids = inputs(ours.config.decoder.vocab_size)
+    expected = ref(pixel_values=pixels, labels=ids)
+    got = ours(pixel_values=pixels, labels=ids)
+    assert abs(got.loss.item() - expected.loss.item()) < 1e-5
+    got.loss.backward()
+    expected.loss.backward()
+    assert torch.allclose(ours.decoder.head_dense.weight.grad,
+                          ref.decoder.cls.predictions.transform.dense.weight.grad, atol=1e-5)

@@ -31,6 +31,8 @@ class EncoderConfig:
     shared_relative_bias: bool = False  # one relative position bias table for all layers (BEiT)
     layer_scale: bool = False  # per-channel factors on each residual branch (BEiT lambda_1 / lambda_2)
     final_norm: bool = True  # LayerNorm on the output sequence (BEiT with mean pooling has none)
+    dropout: float = 0.0  # on embeddings and sublayer outputs, in training (hidden_dropout_prob)
+    attn_dropout: float = 0.0  # on attention probabilities, in training
     hf: dict[str, Any] = field(default_factory=dict, repr=False)  # the config.json section it came from
 
     def __post_init__(self) -> None:
@@ -70,6 +72,10 @@ class DecoderConfig:
     scale_attn_by_layer: bool = False  # GPT-2 scale_attn_by_inverse_layer_idx
     bias: bool = True  # biases in attention and MLP projections
     pad_token_id: int | None = None
+    dropout: float = 0.0  # on sublayer outputs, in training
+    embed_dropout: float = 0.0  # on the embeddings, in training
+    attn_dropout: float = 0.0  # on attention probabilities, in training
+    act_dropout: float = 0.0  # after the MLP activation, in training (BART's activation_dropout)
     hf: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

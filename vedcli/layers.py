@@ -98,10 +98,19 @@ def merge_heads(x: Tensor) -> Tensor:
 class SelfAttention(nn.Module):
     """Multi-head self-attention with fused q/k/v; causality comes from the mask the caller passes."""
 
-    def __init__(self, dim: int, heads: int, qkv_bias: bool = True, out_bias: bool = True, scale: float | None = None):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        qkv_bias: bool = True,
+        out_bias: bool = True,
+        scale: float | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.heads = heads
         self.scale = scale if scale is not None else 1.0 / math.sqrt(dim // heads)
+        self.dropout = dropout  # on the attention probabilities, in training
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.out = nn.Linear(dim, dim, bias=out_bias)
 
@@ -109,17 +118,19 @@ class SelfAttention(nn.Module):
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # (B, H, T, D) each
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, past + T, D)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale, dropout_p=p)
         return self.out(merge_heads(y))  # (B, T, C)
 
 
 class CrossAttention(nn.Module):
     """Queries from the text, keys/values from the image features (computed once per image, see `project`)."""
 
-    def __init__(self, dim: int, heads: int, kv_dim: int, bias: bool = True):
+    def __init__(self, dim: int, heads: int, kv_dim: int, bias: bool = True, dropout: float = 0.0):
         super().__init__()
         self.heads = heads
         self.scale = 1.0 / math.sqrt(dim // heads)
+        self.dropout = dropout  # on the attention probabilities, in training
         self.q = nn.Linear(dim, dim, bias=bias)
         self.kv = nn.Linear(kv_dim, 2 * dim, bias=bias)
         self.out = nn.Linear(dim, dim, bias=bias)
@@ -134,7 +145,8 @@ class CrossAttention(nn.Module):
         rows, h, t, d = q.shape
         # The `group` rows of one image become extra query positions of that image: no copy of k/v per row.
         q = q.view(rows // group, group, h, t, d).transpose(1, 2).reshape(rows // group, h, group * t, d)
-        y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (images, H, group * T, D)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, scale=self.scale, dropout_p=p)  # (images, H, group * T, D)
         y = y.view(rows // group, h, group, t, d).transpose(1, 2).reshape(rows, h, t, d)
         return self.out(merge_heads(y))  # (rows, T, C)
 
@@ -151,14 +163,15 @@ class LayerScale(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, act: str, bias: bool = True):
+    def __init__(self, dim: int, hidden: int, act: str, bias: bool = True, dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden, bias=bias)
         self.act = activation(act)
+        self.drop = nn.Dropout(dropout)  # after the activation (BART's activation_dropout)
         self.fc2 = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
 class Block(nn.Module):
@@ -180,18 +193,24 @@ class Block(nn.Module):
         qkv_bias: bool | None = None,
         attn_scale: float | None = None,
         layer_scale: bool = False,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        act_dropout: float = 0.0,
     ):
         super().__init__()
         self.pre_norm = pre_norm
+        self.drop = nn.Dropout(dropout)  # on each sublayer's output, before the residual sum (training only)
         self.ln_self = nn.LayerNorm(dim, eps=eps)
-        self.self_attn = SelfAttention(dim, heads, bias if qkv_bias is None else qkv_bias, bias, attn_scale)
+        self.self_attn = SelfAttention(
+            dim, heads, bias if qkv_bias is None else qkv_bias, bias, attn_scale, dropout=attn_dropout
+        )
         if cross_dim is not None:
             self.ln_cross = nn.LayerNorm(dim, eps=eps)
-            self.cross_attn = CrossAttention(dim, heads, cross_dim, bias)
+            self.cross_attn = CrossAttention(dim, heads, cross_dim, bias, dropout=attn_dropout)
         else:
             self.cross_attn = None
         self.ln_mlp = nn.LayerNorm(dim, eps=eps)
-        self.mlp = MLP(dim, mlp_dim, act, bias)
+        self.mlp = MLP(dim, mlp_dim, act, bias, dropout=act_dropout)
         # Pre-norm encoders (BEiT) may scale each residual branch per channel before adding it.
         if layer_scale and not pre_norm:
             raise ValueError("layer scale is only defined for pre-norm blocks")
@@ -207,15 +226,16 @@ class Block(nn.Module):
         cross_kv: tuple[Tensor, Tensor] | None = None,
         group: int = 1,
     ) -> Tensor:
+        drop = self.drop
         if self.pre_norm:
-            x = x + self.ls_self(self.self_attn(self.ln_self(x), mask, cache, layer))  # (B, T, C)
+            x = x + self.ls_self(drop(self.self_attn(self.ln_self(x), mask, cache, layer)))  # (B, T, C)
             if self.cross_attn is not None:
-                x = x + self.cross_attn(self.ln_cross(x), *cross_kv, group)
-            return x + self.ls_mlp(self.mlp(self.ln_mlp(x)))
-        x = self.ln_self(x + self.self_attn(x, mask, cache, layer))
+                x = x + drop(self.cross_attn(self.ln_cross(x), *cross_kv, group))
+            return x + self.ls_mlp(drop(self.mlp(self.ln_mlp(x))))
+        x = self.ln_self(x + drop(self.self_attn(x, mask, cache, layer)))
         if self.cross_attn is not None:
-            x = self.ln_cross(x + self.cross_attn(x, *cross_kv, group))
-        return self.ln_mlp(x + self.mlp(x))
+            x = self.ln_cross(x + drop(self.cross_attn(x, *cross_kv, group)))
+        return self.ln_mlp(x + drop(self.mlp(x)))
 
 
 def causal_mask(t: int, past: int, padding: Tensor | None = None, device=None) -> Tensor | None:

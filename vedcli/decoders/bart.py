@@ -36,6 +36,10 @@ def config_from_hf(d: dict) -> DecoderConfig:
         final_norm=pre,
         tie_embeddings=d.get("tie_word_embeddings", True),
         pad_token_id=d.get("pad_token_id", 1),
+        dropout=d.get("dropout", 0.1),
+        embed_dropout=d.get("dropout", 0.1),
+        attn_dropout=d.get("attention_dropout", 0.0),
+        act_dropout=d.get("activation_dropout", 0.0),
         hf=d,
     )
 

@@ -39,6 +39,9 @@ def config_from_hf(d: dict) -> DecoderConfig:
         tie_embeddings=d.get("tie_word_embeddings", True),
         cross_attention_size=d.get("cross_attention_hidden_size"),
         pad_token_id=d.get("pad_token_id", 1 if roberta else 0),
+        dropout=d.get("hidden_dropout_prob", 0.1),
+        embed_dropout=d.get("hidden_dropout_prob", 0.1),
+        attn_dropout=d.get("attention_probs_dropout_prob", 0.1),
         hf=d,
     )
 

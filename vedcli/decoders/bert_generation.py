@@ -28,6 +28,9 @@ def config_from_hf(d: dict) -> DecoderConfig:
         head_bias=True,
         tie_embeddings=d.get("tie_word_embeddings", True),
         pad_token_id=d.get("pad_token_id", 0),
+        dropout=d.get("hidden_dropout_prob", 0.1),
+        embed_dropout=d.get("hidden_dropout_prob", 0.1),
+        attn_dropout=d.get("attention_probs_dropout_prob", 0.1),
         hf=d,
     )
 

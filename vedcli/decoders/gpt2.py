@@ -24,6 +24,9 @@ def config_from_hf(d: dict) -> DecoderConfig:
         cross_attention_size=d.get("cross_attention_hidden_size"),
         scale_attn_by_layer=d.get("scale_attn_by_inverse_layer_idx", False),
         pad_token_id=d.get("pad_token_id"),
+        dropout=d.get("resid_pdrop", 0.1),
+        embed_dropout=d.get("embd_pdrop", 0.1),
+        attn_dropout=d.get("attn_pdrop", 0.1),
         hf=d,
     )
 

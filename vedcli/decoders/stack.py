@@ -42,6 +42,7 @@ class TextDecoder(nn.Module):
             self.pos = nn.Embedding(cfg.max_positions + cfg.position_offset, e)
         self.token_type = nn.Embedding(cfg.type_vocab_size, e) if cfg.type_vocab_size else None
         self.embed_norm = nn.LayerNorm(e, eps=cfg.layer_norm_eps) if cfg.embed_norm else None
+        self.embed_drop = nn.Dropout(cfg.embed_dropout)
         self.embed_proj = nn.Linear(e, c) if e != c else None
         self.blocks = nn.ModuleList(
             Block(
@@ -54,6 +55,9 @@ class TextDecoder(nn.Module):
                 cross_dim=cfg.cross_attention_size,
                 bias=cfg.bias,
                 attn_scale=1.0 / math.sqrt(cfg.head_dim) / (i + 1) if cfg.scale_attn_by_layer else None,
+                dropout=cfg.dropout,
+                attn_dropout=cfg.attn_dropout,
+                act_dropout=cfg.act_dropout,
             )
             for i in range(cfg.num_layers)
         )
@@ -90,6 +94,7 @@ class TextDecoder(nn.Module):
             x = x + self.token_type.weight[0]
         if self.embed_norm is not None:
             x = self.embed_norm(x)
+        x = self.embed_drop(x)
         return self.embed_proj(x) if self.embed_proj is not None else x  # (B, T, C)
 
     def cross_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:

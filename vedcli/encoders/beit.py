@@ -40,6 +40,8 @@ def config_from_hf(d: dict) -> EncoderConfig:
         shared_relative_bias=d.get("use_shared_relative_position_bias", False),
         layer_scale=d.get("layer_scale_init_value", 0.1) > 0,
         final_norm=not d.get("use_mean_pooling", True),
+        dropout=d.get("hidden_dropout_prob", 0.0),
+        attn_dropout=d.get("attention_probs_dropout_prob", 0.0),
         hf=d,
     )
 
@@ -102,7 +104,8 @@ class BeitEncoder(nn.Module):
             else None
         )
         self.blocks = nn.ModuleList(
-            Block(c, heads, cfg.intermediate_size, cfg.activation, cfg.layer_norm_eps, layer_scale=cfg.layer_scale)
+            Block(c, heads, cfg.intermediate_size, cfg.activation, cfg.layer_norm_eps, layer_scale=cfg.layer_scale,
+                  dropout=cfg.dropout, attn_dropout=cfg.attn_dropout)
             for _ in range(cfg.num_layers)
         )
         self.norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps) if cfg.final_norm else nn.Identity()

@@ -26,6 +26,8 @@ def config_from_hf(d: dict) -> EncoderConfig:
         num_channels=d.get("num_channels", 3),
         qkv_bias=d.get("qkv_bias", True),
         num_prefix_tokens=2 if d.get("model_type") == "deit" else 1,
+        dropout=d.get("hidden_dropout_prob", 0.0),
+        attn_dropout=d.get("attention_probs_dropout_prob", 0.0),
         hf=d,
     )
 
@@ -40,10 +42,12 @@ class ViTEncoder(nn.Module):
         self.prefix = nn.Parameter(torch.zeros(1, cfg.num_prefix_tokens, c))  # [CLS] (+ distillation token)
         self.pos = nn.Parameter(torch.zeros(1, cfg.num_prefix_tokens + cfg.num_patches, c))
         self.blocks = nn.ModuleList(
-            Block(c, cfg.num_heads, cfg.intermediate_size, cfg.activation, cfg.layer_norm_eps, qkv_bias=cfg.qkv_bias)
+            Block(c, cfg.num_heads, cfg.intermediate_size, cfg.activation, cfg.layer_norm_eps, qkv_bias=cfg.qkv_bias,
+                  dropout=cfg.dropout, attn_dropout=cfg.attn_dropout)
             for _ in range(cfg.num_layers)
         )
         self.norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward_features(self, pixels: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, prefix + patches, C); other sizes than the trained one interpolate the positions."""
@@ -51,6 +55,7 @@ class ViTEncoder(nn.Module):
         grid = tuple(x.shape[-2:])
         x = x.flatten(2).transpose(1, 2)  # (B, N, C)
         x = torch.cat([self.prefix.expand(x.shape[0], -1, -1), x], dim=1) + self.positions(grid)  # (B, P + N, C)
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
 import torch
 import transformers as T
 from checkpoints import fill_sinusoidal_table, reference, write_checkpoint
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from test_legacy import as_v4
 from typer.testing import CliRunner
 
@@ -178,3 +179,28 @@ def test_bad_flags_are_one_line_errors(tiny, tmp_path):
     result = runner.invoke(app, ["convert", str(tmp_path / "missing"), "-o", str(tmp_path / "d")])
     assert result.exit_code == 2 and result.output.startswith("Error: no such folder or hub model")
     assert not (tmp_path / "d").exists()
+
+
+def test_donut_swin_buffers_survive_and_folder_is_ordinary(tmp_path):
+    source = write_checkpoint(tmp_path / "src", "donut-swin", "mbart")
+    saved = load_file(source / "model.safetensors")
+    buffers = [k for k in saved if k.endswith("relative_position_index")]
+    assert buffers  # transformers saves DonutSwin's index buffers and expects them back
+    convert(str(source), tmp_path / "dst")
+    written = load_file(tmp_path / "dst" / "model.safetensors")
+    for key in buffers:
+        assert torch.equal(written[key], saved[key])
+    assert_transformers_loads(tmp_path / "dst")
+    assert (tmp_path / "dst").stat().st_mode & 0o077 == (0o777 & ~_umask()) & 0o077
+    # a source without them (ved does not need them) gets them computed, equal to what transformers saves
+    save_file({k: v for k, v in saved.items() if k not in buffers}, source / "model.safetensors")
+    convert(str(source), tmp_path / "dst2")
+    rebuilt = load_file(tmp_path / "dst2" / "model.safetensors")
+    for key in buffers:
+        assert torch.equal(rebuilt[key], saved[key])
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

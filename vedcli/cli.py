@@ -193,6 +193,144 @@ def convert(
     _exit_with(work)
 
 
+@app.command("compose")
+def compose(
+    encoder: Annotated[str, typer.Argument(metavar="ENCODER", help="Encoder preset (vit, deit-small, swin, ...) or "
+                                           "pretrained vision model (hub id or folder).", show_default=False)],
+    decoder: Annotated[str, typer.Argument(metavar="DECODER", help="Decoder preset (bert, gpt2, trocr, ...) or "
+                                           "pretrained language model (hub id or folder).", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="The folder to write.",
+                                        show_default=False)],
+    encoder_config: Annotated[list[str] | None, typer.Option("--encoder-config", metavar="KEY=VALUE",
+                                                             help="Change an encoder config field (repeatable).",
+                                                             show_default=False)] = None,
+    decoder_config: Annotated[list[str] | None, typer.Option("--decoder-config", metavar="KEY=VALUE",
+                                                             help="Change a decoder config field (repeatable).",
+                                                             show_default=False)] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", metavar="SRC", help="Take the tokenizer from this "
+                                                  "hub id or folder (its size sets a preset's vocab_size).")] = None,
+    revision_encoder: Annotated[str | None, typer.Option("--revision-encoder", help="Hub revision of ENCODER.")] = None,
+    revision_decoder: Annotated[str | None, typer.Option("--revision-decoder", help="Hub revision of DECODER.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed for the new weights.")] = 0,
+    dtype: Annotated[DType | None, typer.Option("--dtype", help="Stored weights type (default: the pretrained "
+                                                "parts', else fp32).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+) -> None:
+    """Build a new image-to-text model from a vision encoder and a language model (presets or pretrained)."""
+    from .compose import ComposeOptions
+    from .compose import compose as run_compose
+
+    def work() -> int:
+        done = run_compose(ComposeOptions(
+            encoder, decoder, output, list(encoder_config or []), list(decoder_config or []), tokenizer,
+            revision_encoder, revision_decoder, seed, dtype.value if dtype else None, force,
+        ))
+        print(f"wrote {done.folder}: {done.encoder} + {done.decoder}")
+        print(f"{done.parameters:,} parameters ({str(done.dtype).removeprefix('torch.')}), vocabulary {done.vocab_size}"
+              f", start {done.token_text['start']} ({done.tokens.start}), end {done.token_text['eos']} "
+              f"({done.tokens.eos}), pad {done.token_text['pad']} ({done.tokens.pad})")
+        print(f"new: {', '.join(done.new) if done.new else 'nothing'}", file=sys.stderr)
+        for note in done.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return EXIT_OK
+
+    _exit_with(work)
+
+
+class Schedule(str, Enum):
+    linear = "linear"
+    cosine = "cosine"
+    constant = "constant"
+
+
+class Metric(str, Enum):
+    loss = "loss"
+    cer = "cer"
+    wer = "wer"
+    bleu = "bleu"
+
+
+def _opt(flag: str, help: str, metavar: str | None = None):
+    """A `ved train` option: None when not given, so that --resume can tell given flags from saved settings."""
+    return typer.Option(flag, help=help, metavar=metavar, show_default=False)
+
+
+@app.command("train")
+def train(
+    output: Annotated[str, typer.Option("--output", "-o", metavar="RUN", show_default=False,
+                                        help="Run folder: best/, last/, metrics.jsonl, train_args.json.")],
+    model: Annotated[str | None, _opt("--model", "Checkpoint to fine-tune: hub id or folder (a ved compose "
+                                      "output too).")] = None,
+    data: Annotated[str | None, _opt("--data", "Training data: a folder with metadata.jsonl or metadata.csv "
+                                     "(file_name, text), or a list file of path<TAB>text lines.")] = None,
+    val_data: Annotated[str | None, _opt("--val-data", "Validation data, in the same layouts.")] = None,
+    val_split: Annotated[float | None, _opt("--val-split", "Hold out this fraction of --data for validation "
+                                            "instead.")] = None,
+    epochs: Annotated[int | None, _opt("--epochs", "Passes over the data (default: 3).")] = None,
+    max_steps: Annotated[int | None, _opt("--max-steps", "Optimizer updates in all; overrides --epochs.")] = None,
+    batch_size: Annotated[int | None, _opt("--batch-size", "Examples per batch in each process (default: 8); "
+                                           "an update sees batch-size x processes x grad-accum.")] = None,
+    grad_accum: Annotated[int | None, _opt("--grad-accum", "Batches per update (default: 1).")] = None,
+    lr: Annotated[float | None, _opt("--lr", "Peak learning rate (default: 5e-5).")] = None,
+    warmup_steps: Annotated[int | None, _opt("--warmup-steps", "Steps of linear warm-up from 0 (default: 0).")] = None,
+    schedule: Annotated[Schedule | None, _opt("--schedule", "Learning rate after warm-up (default: linear).")] = None,
+    weight_decay: Annotated[float | None, _opt("--weight-decay", "AdamW weight decay, not on biases and norms "
+                                               "(default: 0).")] = None,
+    clip_norm: Annotated[float | None, _opt("--clip-norm", "Clip the gradient norm to this; 0: never "
+                                            "(default: 1).")] = None,
+    label_smoothing: Annotated[float | None, _opt("--label-smoothing", "Label smoothing (default: 0).")] = None,
+    freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train the decoder only.")] = False,
+    dtype: Annotated[DType | None, _opt("--dtype", "fp32, or mixed precision: bf16 (CPU or CUDA), fp16 (CUDA); "
+                                        "weights stay fp32 (default: fp32).")] = None,
+    device: Annotated[Device | None, _opt("--device", "Where to train (default: auto).")] = None,
+    seed: Annotated[int | None, _opt("--seed", "Seed for data order, dropout and --val-split (default: 42).")] = None,
+    workers: Annotated[int | None, _opt("--workers", "Data loading processes (default: 0).")] = None,
+    eval_every: Annotated[int | None, _opt("--eval-every", "Evaluate every N steps (default: each epoch).")] = None,
+    save_every: Annotated[int | None, _opt("--save-every", "Also save RUN/last every N steps.")] = None,
+    log_every: Annotated[int | None, _opt("--log-every", "Log the training loss every N steps (default: 10).")] = None,
+    metric: Annotated[Metric | None, _opt("--metric", "What makes RUN/best best (default: loss).")] = None,
+    samples: Annotated[int | None, _opt("--samples", "Validation predictions shown per evaluation "
+                                        "(default: 3).")] = None,
+    max_target_length: Annotated[int | None, _opt("--max-target-length", "Cut targets to this many tokens "
+                                                  "(default: the decoder's positions).")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Train on the usable rows when some are bad.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN from RUN/last with its saved "
+                                         "settings.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start over if RUN exists.")] = False,
+    revision: Revision = None,
+) -> None:
+    """Fine-tune a model on (image, text) pairs; the same command under torchrun trains on several processes."""
+    # the flags given (locals() here is exactly the parameters above); the rest come from defaults or, resuming,
+    # from the run's saved settings
+    given = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()
+             if name not in ("output", "resume", "force") and value is not None and value is not False}
+    from .train import TrainOptions, resumed_options
+    from .train import train as run_train
+
+    def work() -> int:
+        options = resumed_options(output, given) if resume else TrainOptions(output=output, force=force, **given)
+        result = run_train(options)
+        if result.rank != 0:
+            return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+        run_dir = result.run
+        if result.interrupted:
+            print(f"interrupted at step {result.step} of {result.total_steps}; {run_dir / 'last'} saved. "
+                  f"Continue with: ved train --output {run_dir} --resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        skipped = f" ({result.skipped} bad rows skipped)" if result.skipped else ""
+        print(f"trained {result.step} of {result.total_steps} steps on {result.train_examples} examples{skipped}")
+        best = result.best
+        if best.value is not None:
+            name = "val loss" if best.metric == "loss" else best.metric
+            print(f"best: {run_dir / 'best'} (step {best.step}, {name} {best.value:.4g})")
+        else:
+            print("best: none (no validation data: give --val-data or --val-split)")
+        print(f"last: {run_dir / 'last'}")
+        return EXIT_OK
+
+    _exit_with(work)
+
+
 @app.command("info")
 def info(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id or local folder.", show_default=False)],

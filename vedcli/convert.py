@@ -21,6 +21,7 @@ from .errors import ModelError
 from .generation_config import GenerationConfig
 from .hub import resolve_model
 from .image import ImageProcessor, load_image_processor
+from .init import init_tensor
 from .model import VisionEncoderDecoder, load_model, resolve_dtype
 from .save import DTYPE_NAMES, atomic_folder, save_pretrained
 from .tokenizer import load_tokenizer
@@ -86,15 +87,15 @@ def _resolved_generation(gen: GenerationConfig) -> GenerationConfig:
 
 
 def _reference_only(model: VisionEncoderDecoder, state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Tensors transformers expects and ved does not use: the source's own, else freshly initialised ones."""
+    """Tensors transformers expects and ved does not use: the source's own, else made as the reference makes them."""
     out = {}
+    generator = torch.Generator().manual_seed(0)
     for name, shape in model.reference_only().items():
         if name in state and tuple(state[name].shape) == shape:
             out[name] = state[name]
-        else:  # as the reference initialises them: LayerNorm weights 1, biases 0, matrices N(0, 0.02)
-            out[name] = torch.ones(shape) if len(shape) == 1 and name.endswith("weight") else torch.zeros(shape)
-            if len(shape) == 2:
-                out[name].normal_(0.0, 0.02)
+        else:
+            side, _, inner = name.partition(".")
+            out[name] = init_tensor(inner, shape, getattr(model.config, side).hf, generator)
     return out
 
 

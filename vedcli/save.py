@@ -38,6 +38,9 @@ def atomic_folder(target: str | Path, force: bool = False) -> Iterator[Path]:
         raise OptionError("already exists; --force replaces it", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should be an ordinary folder
     try:
         yield tmp
         if target.exists():

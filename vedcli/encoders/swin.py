@@ -304,3 +304,18 @@ def weight_table(cfg: EncoderConfig) -> WeightTable:
     # Donut-Swin (and Swin before transformers 5) saves each block's relative position index, a derived buffer.
     ignore = [r"encoder\.layers\.\d+\.blocks\.\d+\.attention\.self\.relative_position_index", r"embeddings\.mask_token"]
     return WeightTable(rules, ignore=ignore)
+
+
+def reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
+    """Tensors the reference's model saves and expects back that ved computes itself: DonutSwinModel keeps each
+    block's relative position index as a saved buffer (SwinModel's is not saved)."""
+    d = cfg.hf
+    if d.get("model_type") != "donut-swin":
+        return {}
+    s = SwinSettings.from_hf(d)
+    t = s.window * s.window
+    return {
+        f"encoder.layers.{i}.blocks.{j}.attention.self.relative_position_index": (t, t)
+        for i, depth in enumerate(s.depths)
+        for j in range(depth)
+    }

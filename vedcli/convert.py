@@ -18,12 +18,10 @@ from torch import Tensor
 from .checkpoint import load_state_dict
 from .decoding import SpecialTokens
 from .errors import ModelError
-from .generation_config import GenerationConfig
 from .hub import resolve_model
 from .image import ImageProcessor, load_image_processor
-from .init import init_tensor
 from .model import VisionEncoderDecoder, load_model, resolve_dtype
-from .save import DTYPE_NAMES, atomic_folder, save_pretrained
+from .save import DTYPE_NAMES, atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
 from .tokenizer import load_tokenizer
 
 # Largest logit difference accepted between the written model and the source (with its weights rounded to the
@@ -55,8 +53,8 @@ def convert(
     out_dtype = resolve_dtype(dtype) if dtype is not None else _stored_dtype(state)
     tokenizer = load_tokenizer(folder)
     processor = load_image_processor(folder, image_size=model.config.encoder.image_size)
-    generation = _resolved_generation(model.generation_config)
-    extra = _reference_only(model, state)
+    generation = resolved_generation(model.generation_config)
+    extra = reference_only_tensors(model, state)
     rounded = None
     if out_dtype != torch.float32:  # the source as the stored dtype can hold it, for the check
         values = {k: v.to(out_dtype).float() if v.is_floating_point() else v for k, v in state.items()}
@@ -73,30 +71,6 @@ def _stored_dtype(state: dict[str, Tensor]) -> torch.dtype:
     """The source's floating dtype when it is one ved writes, else float32."""
     kinds = {t.dtype for t in state.values() if t.is_floating_point()}
     return kinds.pop() if len(kinds) == 1 and next(iter(kinds)) in DTYPE_NAMES else torch.float32
-
-
-def _resolved_generation(gen: GenerationConfig) -> GenerationConfig:
-    """The checkpoint's decoding settings with the special ids filled in as decoding resolves them."""
-    special = SpecialTokens.from_config(gen)
-    values = gen.to_dict()
-    values["decoder_start_token_id"] = special.start
-    values["pad_token_id"] = special.pad
-    if gen.eos_token_id is None and special.eos:
-        values["eos_token_id"] = list(special.eos) if len(special.eos) > 1 else special.eos[0]
-    return GenerationConfig.from_dict(values)
-
-
-def _reference_only(model: VisionEncoderDecoder, state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Tensors transformers expects and ved does not use: the source's own, else made as the reference makes them."""
-    out = {}
-    generator = torch.Generator().manual_seed(0)
-    for name, shape in model.reference_only().items():
-        if name in state and tuple(state[name].shape) == shape:
-            out[name] = state[name]
-        else:
-            side, _, inner = name.partition(".")
-            out[name] = init_tensor(inner, shape, getattr(model.config, side).hf, generator)
-    return out
 
 
 def probe_image(width: int = 640, height: int = 480) -> Image.Image:

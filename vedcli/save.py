@@ -20,9 +20,11 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .decoding import SpecialTokens
 from .errors import OptionError
 from .generation_config import GenerationConfig
 from .image import ImageProcessor
+from .init import init_tensor
 from .tokenizer import Tokenizer
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -129,3 +131,27 @@ def save_pretrained(
         (folder / "preprocessor_config.json").write_text(text)
         files.append("preprocessor_config.json")
     return files
+
+
+def resolved_generation(gen: GenerationConfig) -> GenerationConfig:
+    """The checkpoint's decoding settings with the special ids filled in as decoding resolves them."""
+    special = SpecialTokens.from_config(gen)
+    values = gen.to_dict()
+    values["decoder_start_token_id"] = special.start
+    values["pad_token_id"] = special.pad
+    if gen.eos_token_id is None and special.eos:
+        values["eos_token_id"] = list(special.eos) if len(special.eos) > 1 else special.eos[0]
+    return GenerationConfig.from_dict(values)
+
+
+def reference_only_tensors(model, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Tensors transformers expects and ved does not use: the source's own, else made as the reference makes them."""
+    out = {}
+    generator = torch.Generator().manual_seed(0)
+    for name, shape in model.reference_only().items():
+        if name in state and tuple(state[name].shape) == shape:
+            out[name] = state[name]
+        else:
+            side, _, inner = name.partition(".")
+            out[name] = init_tensor(inner, shape, getattr(model.config, side).hf, generator)
+    return out

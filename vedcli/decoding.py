@@ -425,7 +425,8 @@ class BeamSearchDecoder:
                 cand_scores, flat = torch.topk(totals, k=width)
             else:
                 flat = torch.multinomial(totals.softmax(dim=-1), num_samples=width, generator=self.generator)
-                cand_scores = totals.gather(1, flat)
+                cand_scores, order = totals.gather(1, flat).sort(dim=-1, descending=True)  # best first, as
+                flat = flat.gather(1, order)  # transformers >= 5.24 ranks sampled candidates
             cand_beam = flat // vocab
             cand = _take(seqs, cand_beam)
             cand[:, :, cur] = flat % vocab

@@ -110,7 +110,7 @@ def test_loss_matches_reference_forward(tiny, tmp_path, decoder):
         # label smoothing as transformers' Trainer applies it
         smoothed = T.trainer_pt_utils.LabelSmoother(epsilon=0.1)({"logits": out.logits}, labels, shift_labels=False)
         assert abs(batch_loss(model, batch, label_smoothing=0.1).item() - smoothed.item()) < 1e-5
-        assert abs(smoothed.item() - out.loss.item()) > 1e-3  # smoothing does change it
+        assert abs(smoothed.item() - out.loss.item()) > 5e-5  # smoothing does change it, beyond the tolerance
 
 
 # --- overfitting, the run folder, loading the result ---------------------------------------------------------------

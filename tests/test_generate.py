@@ -6,6 +6,8 @@ sequences stop at different lengths and the stopping, padding and beam-finalisat
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from checkpoints import natural_eos, reference
@@ -18,13 +20,15 @@ PIXELS = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
 @pytest.fixture(scope="module")
-def stopping(tiny):
-    """tiny checkpoint with a natural end-of-sequence token -> (reference model, ved model)."""
+def stopping(tiny, tmp_path_factory):
+    """tiny checkpoint with a natural end-of-sequence token -> (reference model, ved model). Works on a copy, so the
+    shared tiny checkpoints other tests use keep their own end-of-sequence token."""
     made = {}
 
     def make(encoder, decoder):
         if (encoder, decoder) not in made:
-            folder = tiny(encoder, decoder)
+            folder = tmp_path_factory.mktemp(f"{encoder}-{decoder}-eos") / "ckpt"
+            shutil.copytree(tiny(encoder, decoder), folder)
             natural_eos(folder, PIXELS)
             made[encoder, decoder] = reference(folder), load_model(folder)
         return made[encoder, decoder]

@@ -5,7 +5,7 @@ One process: batches of 2, two per update. Two processes: batches of 1 each, two
 sees the same four examples (DistributedSampler deals the epoch's shuffled order out to the processes) and the loss
 is summed over the update's target tokens in every process before dividing by their number.
 
-Marked slow (about 10 s): `make test-slow` runs it.
+It takes about 10 s (torchrun and two workers start), which the default run affords.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from test_train import NO_DROPOUT, events, write_data
@@ -27,7 +26,6 @@ from vedcli.train import TrainOptions, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow  # three Python processes start (torchrun and its two workers): about 10 s on 2 cores
 def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):
     model = tiny("vit", "gpt2", decoder_over=NO_DROPOUT)
     data = write_data(tmp_path / "data", 4)

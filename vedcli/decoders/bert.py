@@ -14,35 +14,44 @@ from ..weights import WeightTable, linear, norm, output_head, param
 ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
 
 
-def config_from_hf(d: dict) -> DecoderConfig:
-    kind = d.get("model_type", "bert")
+def bert_style(d: dict, kind: str, hidden: int = 768, layers: int = 12, heads: int = 12, mlp: int = 3072,
+               vocab: int = 30522, pad: int = 0) -> dict:
+    """DecoderConfig fields every BERT-named config (BERT, RoBERTa, ELECTRA, BERT-generation) sets the same way:
+    post-norm, embedding LayerNorm, absolute learned positions. The defaults are the family's base model's."""
     if d.get("position_embedding_type", "absolute") != "absolute":
         raise ModelError(f"{kind} decoder with position_embedding_type '{d['position_embedding_type']}' is not supported")
-    roberta = kind in ROBERTA_LIKE
-    return DecoderConfig(
-        family="roberta" if roberta else "bert",
-        vocab_size=d.get("vocab_size", 30522),
-        hidden_size=d.get("hidden_size", 768),
-        num_layers=d.get("num_hidden_layers", 12),
-        num_heads=d.get("num_attention_heads", 12),
-        intermediate_size=d.get("intermediate_size", 3072),
+    return dict(
+        vocab_size=d.get("vocab_size", vocab),
+        hidden_size=d.get("hidden_size", hidden),
+        num_layers=d.get("num_hidden_layers", layers),
+        num_heads=d.get("num_attention_heads", heads),
+        intermediate_size=d.get("intermediate_size", mlp),
         activation=d.get("hidden_act", "gelu"),
         layer_norm_eps=d.get("layer_norm_eps", 1e-12),
         max_positions=d.get("max_position_embeddings", 512),
-        positions="padded" if roberta else "absolute",
         pre_norm=False,
         embed_norm=True,
-        type_vocab_size=d.get("type_vocab_size", 2),
-        head="mlm",
-        head_activation="gelu" if roberta else d.get("hidden_act", "gelu"),
         head_bias=True,
         tie_embeddings=d.get("tie_word_embeddings", True),
-        cross_attention_size=d.get("cross_attention_hidden_size"),
-        pad_token_id=d.get("pad_token_id", 1 if roberta else 0),
+        pad_token_id=d.get("pad_token_id", pad),
         dropout=d.get("hidden_dropout_prob", 0.1),
         embed_dropout=d.get("hidden_dropout_prob", 0.1),
         attn_dropout=d.get("attention_probs_dropout_prob", 0.1),
         hf=d,
+    )
+
+
+def config_from_hf(d: dict) -> DecoderConfig:
+    kind = d.get("model_type", "bert")
+    roberta = kind in ROBERTA_LIKE
+    return DecoderConfig(
+        family="roberta" if roberta else "bert",
+        positions="padded" if roberta else "absolute",
+        type_vocab_size=d.get("type_vocab_size", 2),
+        head="mlm",
+        head_activation="gelu" if roberta else d.get("hidden_act", "gelu"),
+        cross_attention_size=d.get("cross_attention_hidden_size"),
+        **bert_style(d, kind, pad=1 if roberta else 0),
     )
 
 

@@ -5,34 +5,13 @@ from __future__ import annotations
 import re
 
 from ..config import DecoderConfig
-from ..errors import ModelError
 from ..weights import WeightTable, linear, norm, output_head, param
+from .bert import bert_style
 
 
 def config_from_hf(d: dict) -> DecoderConfig:
-    if d.get("position_embedding_type", "absolute") != "absolute":
-        kind = d["position_embedding_type"]
-        raise ModelError(f"bert-generation decoder with position_embedding_type '{kind}' is not supported")
-    return DecoderConfig(
-        family="bert-generation",
-        vocab_size=d.get("vocab_size", 50358),
-        hidden_size=d.get("hidden_size", 1024),
-        num_layers=d.get("num_hidden_layers", 24),
-        num_heads=d.get("num_attention_heads", 16),
-        intermediate_size=d.get("intermediate_size", 4096),
-        activation=d.get("hidden_act", "gelu"),
-        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-        max_positions=d.get("max_position_embeddings", 512),
-        pre_norm=False,
-        embed_norm=True,
-        head_bias=True,
-        tie_embeddings=d.get("tie_word_embeddings", True),
-        pad_token_id=d.get("pad_token_id", 0),
-        dropout=d.get("hidden_dropout_prob", 0.1),
-        embed_dropout=d.get("hidden_dropout_prob", 0.1),
-        attn_dropout=d.get("attention_probs_dropout_prob", 0.1),
-        hf=d,
-    )
+    sizes = dict(hidden=1024, layers=24, heads=16, mlp=4096, vocab=50358)
+    return DecoderConfig(family="bert-generation", **bert_style(d, "bert-generation", **sizes))
 
 
 def weight_table(cfg: DecoderConfig) -> WeightTable:

@@ -7,37 +7,18 @@ the generator head (dense -> gelu -> LayerNorm) brings the result back down so t
 from __future__ import annotations
 
 from ..config import DecoderConfig
-from ..errors import ModelError
 from ..weights import WeightTable, linear, norm, output_head, param
+from .bert import bert_style
 
 
 def config_from_hf(d: dict) -> DecoderConfig:
-    if d.get("position_embedding_type", "absolute") != "absolute":
-        kind = d["position_embedding_type"]
-        raise ModelError(f"electra decoder with position_embedding_type '{kind}' is not supported")
     return DecoderConfig(
         family="electra",
-        vocab_size=d.get("vocab_size", 30522),
-        hidden_size=d.get("hidden_size", 256),
         embedding_size=d.get("embedding_size", 128),
-        num_layers=d.get("num_hidden_layers", 12),
-        num_heads=d.get("num_attention_heads", 4),
-        intermediate_size=d.get("intermediate_size", 1024),
-        activation=d.get("hidden_act", "gelu"),
-        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-        max_positions=d.get("max_position_embeddings", 512),
-        pre_norm=False,
-        embed_norm=True,
         type_vocab_size=d.get("type_vocab_size", 2),
         head="mlm",
         head_activation="gelu",  # the generator head's activation is fixed, whatever hidden_act says
-        head_bias=True,
-        tie_embeddings=d.get("tie_word_embeddings", True),
-        pad_token_id=d.get("pad_token_id", 0),
-        dropout=d.get("hidden_dropout_prob", 0.1),
-        embed_dropout=d.get("hidden_dropout_prob", 0.1),
-        attn_dropout=d.get("attention_probs_dropout_prob", 0.1),
-        hf=d,
+        **bert_style(d, "electra", hidden=256, heads=4, mlp=1024),
     )
 
 

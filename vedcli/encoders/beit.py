@@ -19,30 +19,19 @@ from torch import Tensor, nn
 from ..config import EncoderConfig
 from ..layers import Block
 from ..weights import WeightTable, linear, norm, param
-from .vit import resize_positions
+from .vit import resize_positions, vit_style
 
 
 def config_from_hf(d: dict) -> EncoderConfig:
     return EncoderConfig(
         family="beit",
-        hidden_size=d.get("hidden_size", 768),
-        num_layers=d.get("num_hidden_layers", 12),
-        num_heads=d.get("num_attention_heads", 12),
-        intermediate_size=d.get("intermediate_size", 3072),
-        activation=d.get("hidden_act", "gelu"),
-        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-        image_size=d.get("image_size", 224),
-        patch_size=d.get("patch_size", 16),
-        num_channels=d.get("num_channels", 3),
         num_prefix_tokens=1,
         absolute_positions=d.get("use_absolute_position_embeddings", False),
         relative_bias=d.get("use_relative_position_bias", False),
         shared_relative_bias=d.get("use_shared_relative_position_bias", False),
         layer_scale=d.get("layer_scale_init_value", 0.1) > 0,
         final_norm=not d.get("use_mean_pooling", True),
-        dropout=d.get("hidden_dropout_prob", 0.0),
-        attn_dropout=d.get("attention_probs_dropout_prob", 0.0),
-        hf=d,
+        **vit_style(d),
     )
 
 

@@ -12,9 +12,9 @@ from ..layers import Block
 from ..weights import WeightTable, linear, norm, param
 
 
-def config_from_hf(d: dict) -> EncoderConfig:
-    return EncoderConfig(
-        family="vit",
+def vit_style(d: dict) -> dict:
+    """EncoderConfig fields ViT-named configs (ViT, DeiT, BEiT, data2vec-vision) set the same way."""
+    return dict(
         hidden_size=d.get("hidden_size", 768),
         num_layers=d.get("num_hidden_layers", 12),
         num_heads=d.get("num_attention_heads", 12),
@@ -24,12 +24,15 @@ def config_from_hf(d: dict) -> EncoderConfig:
         image_size=d.get("image_size", 224),
         patch_size=d.get("patch_size", 16),
         num_channels=d.get("num_channels", 3),
-        qkv_bias=d.get("qkv_bias", True),
-        num_prefix_tokens=2 if d.get("model_type") == "deit" else 1,
         dropout=d.get("hidden_dropout_prob", 0.0),
         attn_dropout=d.get("attention_probs_dropout_prob", 0.0),
         hf=d,
     )
+
+
+def config_from_hf(d: dict) -> EncoderConfig:
+    prefix = 2 if d.get("model_type") == "deit" else 1  # DeiT adds a distillation token
+    return EncoderConfig(family="vit", qkv_bias=d.get("qkv_bias", True), num_prefix_tokens=prefix, **vit_style(d))
 
 
 class ViTEncoder(nn.Module):

@@ -526,3 +526,16 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left beside it
+
+
+def test_trocr_decoder_reads_the_encoder_directly_like_published_trocr(tmp_path: Path) -> None:
+    """deit + trocr of different widths: cross-attention reads the encoder's width (no enc_to_dec_proj), as
+    microsoft/trocr-small-* are built."""
+    out = tmp_path / "model"
+    result = ved("compose", "deit-small", "trocr-small", "-o", out, *shrink_flags("deit-small", "trocr-small"))
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["decoder"]["d_model"] != config["encoder"]["hidden_size"]
+    assert config["decoder"]["cross_attention_hidden_size"] == config["encoder"]["hidden_size"]
+    assert not any(k.startswith("enc_to_dec_proj") for k in load_file(out / "model.safetensors"))
+    assert_same_logits_and_greedy(out, reference_loads_cleanly(out))

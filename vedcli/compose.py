@@ -342,10 +342,14 @@ def special_tokens(
 
 
 def _match_cross_attention(enc: Part, dec: Part, notes: list[str]) -> None:
-    """A decoder that declares the width its cross-attention reads (TrOCR) must read this encoder's."""
+    """A decoder that declares the width its cross-attention reads (TrOCR) must read this encoder's. A TrOCR
+    decoder that declares none reads the encoder's features directly too, as the published TrOCR models do,
+    rather than through an added enc_to_dec_proj."""
     declared = dec.config.get("cross_attention_hidden_size")
     width = encoder_width(enc.config)
-    if declared is not None and declared != width:
+    if declared is None and dec.config.get("model_type") == "trocr" and dec.config.get("d_model") != width:
+        dec.config["cross_attention_hidden_size"] = width
+    elif declared is not None and declared != width:
         dec.config["cross_attention_hidden_size"] = width
         notes.append(f"cross_attention_hidden_size set to the encoder's width {width} (was {declared})")
 

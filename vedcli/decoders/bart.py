@@ -15,25 +15,19 @@ from ..weights import Rule, WeightTable, linear, norm, output_head, param
 PRE_NORM = {"mbart"}  # model_types whose layers normalise first and end in a final LayerNorm
 
 
-def config_from_hf(d: dict) -> DecoderConfig:
-    kind = d.get("model_type", "bart")
-    c = d.get("d_model", 1024)
-    pre = kind in PRE_NORM
-    return DecoderConfig(
-        family="mbart" if pre else "bart",
+def fairseq_style(d: dict, max_positions: int) -> dict:
+    """DecoderConfig fields fairseq-named configs (BART, mBART, TrOCR) set the same way."""
+    c = d.get("d_model", d.get("hidden_size", 1024))
+    return dict(
         vocab_size=d.get("vocab_size", 50265),
         hidden_size=c,
         num_layers=d.get("decoder_layers", 12),
         num_heads=d.get("decoder_attention_heads", 16),
         intermediate_size=d.get("decoder_ffn_dim", 4096),
         activation=d.get("activation_function", "gelu"),
-        layer_norm_eps=1e-5,  # nn.LayerNorm's default; BART does not configure it
-        max_positions=d.get("max_position_embeddings", 1024),
-        position_offset=2,
-        pre_norm=pre,
+        layer_norm_eps=1e-5,  # nn.LayerNorm's default: these families do not configure it
+        max_positions=d.get("max_position_embeddings", max_positions),
         embed_scale=math.sqrt(c) if d.get("scale_embedding", False) else 1.0,
-        embed_norm=True,
-        final_norm=pre,
         tie_embeddings=d.get("tie_word_embeddings", True),
         pad_token_id=d.get("pad_token_id", 1),
         dropout=d.get("dropout", 0.1),
@@ -41,6 +35,18 @@ def config_from_hf(d: dict) -> DecoderConfig:
         attn_dropout=d.get("attention_dropout", 0.0),
         act_dropout=d.get("activation_dropout", 0.0),
         hf=d,
+    )
+
+
+def config_from_hf(d: dict) -> DecoderConfig:
+    pre = d.get("model_type", "bart") in PRE_NORM
+    return DecoderConfig(
+        family="mbart" if pre else "bart",
+        position_offset=2,
+        pre_norm=pre,
+        embed_norm=True,
+        final_norm=pre,
+        **fairseq_style(d, max_positions=1024),
     )
 
 

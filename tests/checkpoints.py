@@ -252,16 +252,3 @@ def fill_sinusoidal_table(model: T.VisionEncoderDecoderModel) -> T.VisionEncoder
 def read_config(folder: str | Path) -> dict:
     return json.loads((Path(folder) / "config.json").read_text())
 
-
-if __name__ == "__main__":  # `make demo`: a checkpoint to run the CLI on where the hub cannot be reached
-    import argparse
-
-    ap = argparse.ArgumentParser(description="Write a tiny random VisionEncoderDecoder checkpoint folder.")
-    ap.add_argument("folder")
-    ap.add_argument("--encoder", default="vit")
-    ap.add_argument("--decoder", default="gpt2", choices=sorted(DECODERS))
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    T.logging.set_verbosity_error()
-    T.logging.disable_progress_bar()
-    print(write_checkpoint(args.folder, args.encoder, args.decoder, seed=args.seed))

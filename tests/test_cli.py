@@ -26,6 +26,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vedcli import cli
+from vedcli import pipeline as pipeline_module
 from vedcli.cli import CAPTION_MODEL, OCR_MODEL, app, main
 from vedcli.decoding import DecodingOptions
 from vedcli.errors import ModelError, OptionError
@@ -316,7 +317,7 @@ class FakePipeline:
 def fake(monkeypatch):
     FakePipeline.loads, FakePipeline.batches, FakePipeline.options = [], [], []
     FakePipeline.output, FakePipeline.seen_output, FakePipeline.interrupt_at = None, [], None
-    monkeypatch.setattr(cli, "Pipeline", FakePipeline)
+    monkeypatch.setattr(pipeline_module, "Pipeline", FakePipeline)
     return FakePipeline
 
 
@@ -417,3 +418,9 @@ def test_progress_bar_keeps_results_and_errors_apart(fake, images, tmp_path: Pat
     assert stdout.getvalue() == f"{images / 'a.JPG'}: {size[0]}x{size[1]} #0\n"
     assert f"Error: no such image file ({tmp_path / 'gone.png'})" in stderr.getvalue()
     assert "images" in stderr.getvalue()  # the bar's label
+
+
+def test_help_starts_without_torch() -> None:
+    """`ved --help` and `import vedcli` do not import torch: the CLI answers at once."""
+    code = "import sys, vedcli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

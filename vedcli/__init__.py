@@ -5,35 +5,62 @@ The Python API:
     processor = vedcli.load_image_processor(folder); tokenizer = vedcli.load_tokenizer(folder)
     ids = model.generate(processor([image]), num_beams=4)
     vedcli.Pipeline.load(name).run([image], vedcli.DecodingOptions(num_beams=4))
+
+Names are imported on first use, so that `import vedcli` (and `ved --help`) does not wait for torch.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from .decoding import DecodingOptions
 from .errors import InputError, ModelError, OptionError, VedError
-from .hub import resolve_model
-from .image import load_image_processor as _load_image_processor
-from .image import open_image
-from .model import VisionEncoderDecoder, load_model
-from .pipeline import Hypothesis, Pipeline
-from .tokenizer import load_tokenizer as _load_tokenizer
 
 try:
     __version__ = version("vedcli")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
+# public name -> the module that holds it
+_LAZY = {
+    "DecodingOptions": "decoding",
+    "Hypothesis": "pipeline",
+    "Pipeline": "pipeline",
+    "VisionEncoderDecoder": "model",
+    "load_model": "model",
+    "open_image": "image",
+}
+
+if TYPE_CHECKING:
+    from .decoding import DecodingOptions
+    from .image import open_image
+    from .model import VisionEncoderDecoder, load_model
+    from .pipeline import Hypothesis, Pipeline
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vedcli' has no attribute {name!r}")
+
 
 def load_image_processor(name_or_path: str, revision: str | None = None, image_size: int | None = None):
     """The image processor of a folder or hub id."""
-    return _load_image_processor(resolve_model(str(name_or_path), revision), image_size=image_size)
+    from .hub import resolve_model
+    from .image import load_image_processor as load
+
+    return load(resolve_model(str(name_or_path), revision), image_size=image_size)
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None):
     """The tokenizer of a folder or hub id."""
-    return _load_tokenizer(resolve_model(str(name_or_path), revision))
+    from .hub import resolve_model
+    from .tokenizer import load_tokenizer as load
+
+    return load(resolve_model(str(name_or_path), revision))
 
 
 __all__ = [

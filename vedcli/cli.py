@@ -15,20 +15,22 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from PIL import Image
 
 from . import __version__
-from .decoding import DecodingOptions
 from .errors import InputError, OptionError, VedError
-from .image import open_image
 from .inputs import InputItem, expand_inputs
 from .output import make_writer, open_output
-from .pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from .decoding import DecodingOptions
+
+# Modules that import torch are imported where a command needs them, so that `ved --help` starts at once.
 
 CAPTION_MODEL = "nlpconnect/vit-gpt2-image-captioning"
 OCR_MODEL = "microsoft/trocr-base-printed"
@@ -66,7 +68,7 @@ class RunSettings:
     batch_size: int = 8
     format: str = "text"
     output: str | None = None  # None: stdout
-    options: DecodingOptions = field(default_factory=DecodingOptions)
+    options: DecodingOptions | None = None  # None: every option at the checkpoint's default
 
 
 app = typer.Typer(
@@ -352,6 +354,8 @@ def _command(*, inputs, model, revision, beams, max_new_tokens, min_new_tokens, 
              seed, no_repeat_ngram_size, repetition_penalty, length_penalty, num_return_sequences, batch_size,
              device, dtype, format, output) -> None:
     """Flags -> RunSettings -> run(); VedErrors become one line and an exit code."""
+    from .decoding import DecodingOptions
+
     options = DecodingOptions(
         max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=beams, do_sample=sample,
         temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, no_repeat_ngram_size=no_repeat_ngram_size,
@@ -386,12 +390,16 @@ def run(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) ->
     """Caption every input; returns the exit code (1 if some input was bad). Raises VedError for a bad run."""
     if settings.batch_size < 1:
         raise OptionError("--batch-size must be at least 1", where="--batch-size")
+    from .decoding import DecodingOptions
+    from .pipeline import Pipeline
+
+    options = settings.options or DecodingOptions()
     items = expand_inputs(settings.inputs, stdin)
     if not items:
         raise OptionError("no inputs: give image files, folders, or - to read paths from stdin", where="INPUT")
     # The model first, and the options checked against it, so a bad run fails before any image is read.
     pipeline = Pipeline.load(settings.model, settings.revision, device=settings.device, dtype=settings.dtype)
-    resolved = pipeline.resolve(settings.options)
+    resolved = pipeline.resolve(options)
     out = stdout if settings.output in (None, "-") else open_output(settings.output)
     # A progress bar when stderr is a terminal that the results are not printed on as well.
     show_bar = _is_terminal(stderr) and not (out is stdout and _is_terminal(stdout))
@@ -403,7 +411,7 @@ def run(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) ->
                              ranked=resolved.num_return_sequences > 1, err=bar.above if bar else stderr)
         for batch in _batches(items, settings.batch_size):
             images = [image for _item, image, _error in batch if image is not None]
-            results = iter(pipeline.run(images, settings.options) if images else [])
+            results = iter(pipeline.run(images, options) if images else [])
             for item, image, error in batch:
                 if error is not None:
                     writer.error(item.path, error)
@@ -424,6 +432,12 @@ def run(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) ->
 Row = tuple[InputItem, Image.Image | None, InputError | None]  # an input with its image, or with its error
 
 
+def _open_image(path: str) -> Image.Image:
+    from .image import open_image
+
+    return open_image(path)
+
+
 def _batches(items: list[InputItem], batch_size: int) -> Iterator[list[Row]]:
     """Items in order, each with its image or its error; a batch closes once it holds `batch_size` images."""
     batch: list[Row] = []
@@ -433,7 +447,7 @@ def _batches(items: list[InputItem], batch_size: int) -> Iterator[list[Row]]:
             batch.append((item, None, item.error))
             continue
         try:
-            batch.append((item, open_image(item.path), None))
+            batch.append((item, _open_image(item.path), None))
             good += 1
         except InputError as error:
             batch.append((item, None, error))

@@ -250,3 +250,17 @@ def test_training_mode_without_dropout_matches_reference(tiny, tmp_path):
     expected.loss.backward()
     assert torch.allclose(ours.decoder.head_dense.weight.grad,
                           ref.decoder.cls.predictions.transform.dense.weight.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ["beit", "swin"])
+def test_stochastic_depth_in_training_only(tiny, encoder):
+    """BEiT and Swin drop whole residual branches per sample in training (drop_path_rate, rising over the blocks)."""
+    model = load_model(tiny(encoder, "trocr"))
+    assert model.config.encoder.drop_path == model.config.encoder.hf.get("drop_path_rate", 0.1) > 0
+    pixels, _ = inputs(model.config.decoder.vocab_size, batch=4)
+    model.encoder.train()
+    a, b = model.encoder.forward_features(pixels), model.encoder.forward_features(pixels)
+    assert not torch.equal(a, b)
+    model.encoder.eval()
+    with torch.no_grad():
+        assert torch.equal(model.encoder.forward_features(pixels), model.encoder.forward_features(pixels))

@@ -33,6 +33,7 @@ class EncoderConfig:
     final_norm: bool = True  # LayerNorm on the output sequence (BEiT with mean pooling has none)
     dropout: float = 0.0  # on embeddings and sublayer outputs, in training (hidden_dropout_prob)
     attn_dropout: float = 0.0  # on attention probabilities, in training
+    drop_path: float = 0.0  # stochastic depth of the last block (rising from 0 over the blocks), in training
     hf: dict[str, Any] = field(default_factory=dict, repr=False)  # the config.json section it came from
 
     def __post_init__(self) -> None:

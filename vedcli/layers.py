@@ -162,6 +162,27 @@ class LayerScale(nn.Module):
         return self.gamma * x
 
 
+class DropPath(nn.Module):
+    """Stochastic depth: in training, drop a residual branch for whole samples with probability p (the kept ones
+    scaled by 1 / (1 - p)), as BEiT and Swin train. Identity in eval mode."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+def drop_path_rates(rate: float, blocks: int) -> list[float]:
+    """Stochastic-depth probability per block, rising linearly from 0 to `rate` over the encoder."""
+    return [rate * i / max(blocks - 1, 1) for i in range(blocks)]
+
+
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, act: str, bias: bool = True, dropout: float = 0.0):
         super().__init__()
@@ -196,9 +217,11 @@ class Block(nn.Module):
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         act_dropout: float = 0.0,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         self.pre_norm = pre_norm
+        self.drop_path = DropPath(drop_path)  # stochastic depth on the residual branches (pre-norm encoders)
         self.drop = nn.Dropout(dropout)  # on each sublayer's output, before the residual sum (training only)
         self.ln_self = nn.LayerNorm(dim, eps=eps)
         self.self_attn = SelfAttention(
@@ -226,12 +249,12 @@ class Block(nn.Module):
         cross_kv: tuple[Tensor, Tensor] | None = None,
         group: int = 1,
     ) -> Tensor:
-        drop = self.drop
+        drop, skip = self.drop, self.drop_path
         if self.pre_norm:
-            x = x + self.ls_self(drop(self.self_attn(self.ln_self(x), mask, cache, layer)))  # (B, T, C)
+            x = x + skip(self.ls_self(drop(self.self_attn(self.ln_self(x), mask, cache, layer))))  # (B, T, C)
             if self.cross_attn is not None:
                 x = x + drop(self.cross_attn(self.ln_cross(x), *cross_kv, group))
-            return x + self.ls_mlp(drop(self.mlp(self.ln_mlp(x))))
+            return x + skip(self.ls_mlp(drop(self.mlp(self.ln_mlp(x)))))
         x = self.ln_self(x + drop(self.self_attn(x, mask, cache, layer)))
         if self.cross_attn is not None:
             x = self.ln_cross(x + drop(self.cross_attn(x, *cross_kv, group)))

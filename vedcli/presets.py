@@ -125,9 +125,9 @@ _DROP = ("hidden_dropout_prob", "attention_probs_dropout_prob")  # training only
 _VIT = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
         "layer_norm_eps", "image_size", "patch_size", "num_channels", *_DROP)
 _BEIT = (*_VIT, "use_absolute_position_embeddings", "use_relative_position_bias",
-         "use_shared_relative_position_bias", "layer_scale_init_value", "use_mean_pooling")
+         "use_shared_relative_position_bias", "layer_scale_init_value", "use_mean_pooling", "drop_path_rate")
 _SWIN = ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "hidden_act", "layer_norm_eps",
-         "image_size", "patch_size", "num_channels", "qkv_bias", "use_absolute_embeddings", *_DROP)
+         "image_size", "patch_size", "num_channels", "qkv_bias", "use_absolute_embeddings", "drop_path_rate", *_DROP)
 _BERT = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
          "layer_norm_eps", "max_position_embeddings", "tie_word_embeddings", *_IDS, *_DROP)
 _FAIRSEQ = ("vocab_size", "d_model", "decoder_layers", "decoder_attention_heads", "decoder_ffn_dim",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import EncoderConfig
-from ..layers import Block
+from ..layers import Block, drop_path_rates
 from ..weights import WeightTable, linear, norm, param
 from .vit import resize_positions, vit_style
 
@@ -31,6 +31,7 @@ def config_from_hf(d: dict) -> EncoderConfig:
         shared_relative_bias=d.get("use_shared_relative_position_bias", False),
         layer_scale=d.get("layer_scale_init_value", 0.1) > 0,
         final_norm=not d.get("use_mean_pooling", True),
+        drop_path=d.get("drop_path_rate", 0.1),
         **vit_style(d),
     )
 
@@ -94,8 +95,8 @@ class BeitEncoder(nn.Module):
         )
         self.blocks = nn.ModuleList(
             Block(c, heads, cfg.intermediate_size, cfg.activation, cfg.layer_norm_eps, layer_scale=cfg.layer_scale,
-                  dropout=cfg.dropout, attn_dropout=cfg.attn_dropout)
-            for _ in range(cfg.num_layers)
+                  dropout=cfg.dropout, attn_dropout=cfg.attn_dropout, drop_path=rate)
+            for rate in drop_path_rates(cfg.drop_path, cfg.num_layers)
         )
         self.norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps) if cfg.final_norm else nn.Identity()
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..config import EncoderConfig
 from ..errors import ModelError
-from ..layers import MLP, SelfAttention, merge_heads, split_heads
+from ..layers import MLP, DropPath, SelfAttention, drop_path_rates, merge_heads, split_heads
 from ..weights import Rule, WeightTable, linear, norm, param
 from .vit import resize_positions
 
@@ -89,6 +89,7 @@ def config_from_hf(d: dict) -> EncoderConfig:
         num_prefix_tokens=0,
         absolute_positions=absolute,
         final_norm=not donut,
+        drop_path=d.get("drop_path_rate", 0.1),
         hf=d,
     )
 
@@ -174,10 +175,11 @@ class EagerAttention(SelfAttention):
 class SwinBlock(nn.Module):
     """Pre-norm window attention with a relative position bias, then a pre-norm MLP; `shifted` rolls the windows."""
 
-    def __init__(self, cfg: EncoderConfig, s: SwinSettings, stage: int, shifted: bool):
+    def __init__(self, cfg: EncoderConfig, s: SwinSettings, stage: int, shifted: bool, drop_path: float = 0.0):
         super().__init__()
         dim, heads = s.width(stage), s.heads[stage]
         self.shifted = shifted
+        self.drop_path = DropPath(drop_path)  # stochastic depth on both residual branches, in training
         self.ln_self = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.self_attn = (EagerAttention if s.eager else SelfAttention)(dim, heads, qkv_bias=cfg.qkv_bias)
         self.bias_table = nn.Parameter(torch.zeros((2 * s.window - 1) ** 2, heads))  # (offsets, heads)
@@ -198,8 +200,8 @@ class SwinBlock(nn.Module):
         y = unpartition(y, win.size, hp, wp)
         if shift:
             y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
-        x = x + y[:, :h, :w].reshape(b, n, c)
-        return x + self.mlp(self.ln_mlp(x))
+        x = x + self.drop_path(y[:, :h, :w].reshape(b, n, c))
+        return x + self.drop_path(self.mlp(self.ln_mlp(x)))
 
     def attention_mask(self, win: Windows, shift: int, batch: int) -> Tensor:
         """Float mask added to the scores: (1, heads, T, T) bias, or (B * windows, heads, T, T) with the shift mask."""
@@ -233,7 +235,11 @@ class SwinStage(nn.Module):
     def __init__(self, cfg: EncoderConfig, s: SwinSettings, stage: int):
         super().__init__()
         self.window = s.window
-        self.blocks = nn.ModuleList(SwinBlock(cfg, s, stage, shifted=i % 2 == 1) for i in range(s.depths[stage]))
+        first = sum(s.depths[:stage])
+        rates = drop_path_rates(cfg.drop_path, sum(s.depths))[first : first + s.depths[stage]]
+        self.blocks = nn.ModuleList(
+            SwinBlock(cfg, s, stage, shifted=i % 2 == 1, drop_path=rate) for i, rate in enumerate(rates)
+        )
         self.merge = PatchMerging(s.width(stage)) if stage < len(s.depths) - 1 else None
 
     def forward(self, x: Tensor, grid: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:

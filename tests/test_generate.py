@@ -132,3 +132,12 @@ def test_cuda_generation_matches_cpu(stopping):
     gpu = ours.to("cuda").generate(PIXELS.cuda(), num_beams=3, max_new_tokens=8).cpu()
     ours.to("cpu")
     assert torch.equal(cpu, gpu)
+
+
+def test_generated_ids_can_be_training_labels(tiny):
+    """generate() returns ordinary tensors (not inference-mode ones): a training step can use them as labels."""
+    model = load_model(tiny("vit", "trocr"))
+    ids = model.generate(PIXELS[:2], max_new_tokens=4)
+    loss = model(pixel_values=PIXELS[:2], labels=ids[:, 1:]).loss
+    loss.backward()
+    assert model.decoder.embed.weight.grad is not None

@@ -120,7 +120,6 @@ class VisionEncoderDecoder(nn.Module):
         ids[:, 1:] = labels[:, :-1]
         return ids.masked_fill(ids == -100, pad)
 
-    @torch.inference_mode()
     def generate(self, pixel_values: Tensor, interpolate_pos_encoding: bool | None = None, **options) -> Tensor:
         """Token ids as the reference's `generate` returns them (start token first, pad after eos)."""
         from .decoding import DecodingOptions, generate
@@ -128,7 +127,9 @@ class VisionEncoderDecoder(nn.Module):
         self._check_size(pixel_values, interpolate_pos_encoding)
         gen = self.generation_config
         resolved = DecodingOptions.from_kwargs(**options).resolve(gen)
-        return generate(self, pixel_values, resolved, gen).sequences
+        with torch.inference_mode():
+            sequences = generate(self, pixel_values, resolved, gen).sequences
+        return sequences.clone()  # an ordinary tensor: usable as labels in a training step
 
     def weight_table(self) -> WeightTable:
         cfg = self.config

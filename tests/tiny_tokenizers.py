@@ -98,6 +98,15 @@ def write_gpt2_bpe(folder: str | Path) -> int:
     return len(vocab)
 
 
+def _write_roberta_special_tokens(folder: Path) -> dict:
+    """special_tokens_map.json of the RoBERTa / XLM-R layout; returns its mask token entry."""
+    mask = {"content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False, "normalized": False}
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+                "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask}
+    _write_json(folder / "special_tokens_map.json", specials)
+    return mask
+
+
 def write_roberta_bpe(folder: str | Path) -> int:
     """RoBERTa byte-level BPE as in microsoft/trocr-base-handwritten (`<s> ... </s>` added on encode)."""
     folder = Path(folder)
@@ -109,19 +118,7 @@ def write_roberta_bpe(folder: str | Path) -> int:
         vocab[token] = len(vocab)
     vocab["<mask>"] = len(vocab)
     _write_vocab_merges(folder, vocab, merges)
-    mask = {"content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False, "normalized": False}
-    _write_json(
-        folder / "special_tokens_map.json",
-        {
-            "bos_token": "<s>",
-            "eos_token": "</s>",
-            "unk_token": "<unk>",
-            "sep_token": "</s>",
-            "pad_token": "<pad>",
-            "cls_token": "<s>",
-            "mask_token": mask,
-        },
-    )
+    mask = _write_roberta_special_tokens(folder)
     _write_json(
         folder / "tokenizer_config.json",
         {
@@ -210,19 +207,7 @@ def write_sentencepiece(folder: str | Path, model_type: str = "bpe", byte_fallba
     size = 180 if model_type == "bpe" else 120
     data = train_sentencepiece(model_type, vocab_size=size + 256 * byte_fallback, byte_fallback=byte_fallback)
     (folder / "sentencepiece.bpe.model").write_bytes(data)
-    mask = {"content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False, "normalized": False}
-    _write_json(
-        folder / "special_tokens_map.json",
-        {
-            "bos_token": "<s>",
-            "eos_token": "</s>",
-            "unk_token": "<unk>",
-            "sep_token": "</s>",
-            "pad_token": "<pad>",
-            "cls_token": "<s>",
-            "mask_token": mask,
-        },
-    )
+    mask = _write_roberta_special_tokens(folder)
     _write_json(
         folder / "tokenizer_config.json",
         {

@@ -4,7 +4,9 @@ error rows written as each batch completes, a progress bar on a terminal."""
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -16,6 +18,8 @@ from .output import make_writer, open_output
 
 if TYPE_CHECKING:
     from .decoding import DecodingOptions
+
+READ_THREADS = 4  # threads decoding input images ahead of the model
 
 
 @dataclass(frozen=True)
@@ -81,25 +85,38 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
 Row = tuple[InputItem, Image.Image | None, InputError | None]  # an input with its image, or with its error
 
 
-def _open_image(path: str) -> Image.Image:
+def _read(item: InputItem) -> Row:
+    """An input with its decoded image, or with the error that says why it has none."""
     from .image import open_image
 
-    return open_image(path)
+    if item.error is not None:
+        return item, None, item.error
+    try:
+        return item, open_image(item.path), None
+    except InputError as error:
+        return item, None, error
+
+
+def _read_ahead(items: list[InputItem], window: int) -> Iterator[Row]:
+    """`_read` of every item, in order, decoded by a few threads up to `window` items ahead of the consumer (image
+    decoding releases the GIL), so the model does not wait for files between batches."""
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        pending: deque[Future[Row]] = deque()
+        for item in items:
+            pending.append(pool.submit(_read, item))
+            if len(pending) > window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _batches(items: list[InputItem], batch_size: int) -> Iterator[list[Row]]:
     """Items in order, each with its image or its error; a batch closes once it holds `batch_size` images."""
     batch: list[Row] = []
     good = 0
-    for item in items:
-        if item.error is not None:
-            batch.append((item, None, item.error))
-            continue
-        try:
-            batch.append((item, _open_image(item.path), None))
-            good += 1
-        except InputError as error:
-            batch.append((item, None, error))
+    for row in _read_ahead(items, window=2 * batch_size):
+        batch.append(row)
+        good += row[1] is not None
         if good == batch_size:
             yield batch
             batch, good = [], 0

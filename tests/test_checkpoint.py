@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from checkpoints import write_bin
 
 from vedcli.checkpoint import load_state_dict, read_json
 from vedcli.errors import ModelError
@@ -44,24 +44,6 @@ def _assert_same(loaded: dict[str, torch.Tensor], reference: dict[str, torch.Ten
         assert torch.equal(loaded[key], tensor), key
 
 
-def _save_bin(state: dict[str, torch.Tensor], folder: Path, shards: int = 1) -> None:
-    """The .bin layout older transformers wrote: pytorch_model.bin, or shards named in pytorch_model.bin.index.json."""
-    folder.mkdir(exist_ok=True)
-    if shards == 1:
-        torch.save(state, folder / "pytorch_model.bin")
-        return
-    keys = sorted(state)
-    weight_map = {}
-    for i in range(shards):
-        name = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
-        part = {key: state[key].contiguous() for key in keys[i::shards]}
-        torch.save(part, folder / name)
-        weight_map.update(dict.fromkeys(part, name))
-    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
-             "weight_map": weight_map}
-    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
-
-
 def _transformers_reads_back(model, folder: Path) -> None:
     """The reference loader finds the same weights in `folder` (so the layout is the one it expects)."""
     model.config.save_pretrained(folder)
@@ -85,7 +67,7 @@ def test_sharded_safetensors(model, reference, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("shards", [1, 3])
 def test_bin_through_the_weights_only_unpickler(model, reference, tmp_path: Path, shards: int) -> None:
-    _save_bin(reference, tmp_path, shards)
+    write_bin(tmp_path, reference, shards)
     _transformers_reads_back(model, tmp_path)
     _assert_same(load_state_dict(tmp_path), reference)
 

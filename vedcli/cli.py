@@ -26,7 +26,7 @@ from .runner import RunSettings, caption_inputs, is_terminal
 # Modules that import torch are imported where a command needs them, so that `ved --help` starts at once.
 
 CAPTION_MODEL = "nlpconnect/vit-gpt2-image-captioning"
-OCR_MODEL = "microsoft/trocr-base-printed"
+OCR_MODEL = "printed"  # the built-in reader shipped in the package (vedcli/builtin.py)
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 

@@ -33,6 +33,7 @@ from .encoders import FAMILIES as ENCODER_FAMILIES
 from .errors import ModelError, OptionError
 from .generation_config import GenerationConfig
 from .byte_tokenizer import byte_tokenizer
+from .builtin import is_builtin
 from .decoders.distilbert import distilbert_as_bert
 from .hub import resolve_model
 from .init import init_tensor
@@ -182,8 +183,9 @@ def compose(options: ComposeOptions) -> Composition:
 
 
 def is_checkpoint_name(name: str) -> bool:
-    """An existing folder, or a name with "/" (a hub id or a path), is a checkpoint; anything else a preset name."""
-    return Path(name).expanduser().is_dir() or "/" in name
+    """A built-in model, an existing folder, or a name with "/" (a hub id or a path) is a checkpoint; anything else
+    a preset name."""
+    return is_builtin(name) or Path(name).expanduser().is_dir() or "/" in name
 
 
 def load_part(name: str, side: str, overrides: list[str], revision: str | None = None) -> Part:

@@ -1,6 +1,7 @@
 """Model name or path -> local folder.
 
-A local folder is used as it is. Anything else is a Hugging Face Hub model id: it goes through huggingface_hub's
+A built-in name (`printed`) is the folder shipped inside the package (vedcli/builtin.py). A local folder is used as
+it is. Anything else is a Hugging Face Hub model id: it goes through huggingface_hub's
 cache (HF_HOME / HF_HUB_CACHE), honours `revision` (branch, tag or commit) and HF_HUB_OFFLINE, and downloads only
 the files ved reads: configs, tokenizer files and ONE weight format (safetensors when the repo has it, else .bin).
 When the hub cannot be reached, a cached snapshot for the revision is used if there is one.
@@ -27,6 +28,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from .builtin import builtin_folder, is_builtin
 from .errors import ModelError, OptionError
 
 CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json")
@@ -48,7 +50,15 @@ WEIGHT_FORMATS = (
 
 
 def resolve_model(name_or_path: str, revision: str | None = None, *, cache_dir: str | Path | None = None) -> Path:
-    """Return a local folder holding the model `name_or_path` (a folder, or a hub id at `revision`)."""
+    """Return a local folder holding the model `name_or_path` (a built-in name, a folder, or a hub id at `revision`).
+
+    A built-in name (`printed`: vedcli/builtin.py) wins over a folder of that name in the current folder; `./printed`
+    names the folder. Built-in models never touch the network."""
+    if is_builtin(name_or_path):
+        if revision is not None:
+            raise OptionError(f"--revision only applies to hub models, not to the built-in model '{name_or_path}'",
+                              where="--revision")
+        return builtin_folder(name_or_path)
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         if revision is not None:

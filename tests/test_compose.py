@@ -520,11 +520,16 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
     out = tmp_path / "m"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    for force in ([], ["--force"]):  # a folder ved did not write is never replaced (tests/test_data_safety.py)
+        assert_one_line_error(ved("compose", "vit", "gpt2", "-o", out, *shrink_flags("vit", "gpt2"), *force),
+                              "holds keep.txt, which ved did not write; ved will not replace it")
+        assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()  # now empty: used as it is
+    assert ved("compose", "vit", "gpt2", "-o", out, *shrink_flags("vit", "gpt2")).exit_code == 0
     assert_one_line_error(ved("compose", "vit", "gpt2", "-o", out, *shrink_flags("vit", "gpt2")), "--force")
-    assert (out / "keep.txt").read_text() == "mine"
     result = ved("compose", "vit", "gpt2", "-o", out, *shrink_flags("vit", "gpt2"), "--force")
     assert result.exit_code == 0, result.output
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert (out / "model.safetensors").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left beside it
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 import torch
@@ -120,13 +119,20 @@ def test_refuses_to_overwrite_without_force(tiny, tmp_path):
     dst = tmp_path / "dst"
     dst.mkdir()
     (dst / "keep.txt").write_text("mine")
+    for force in ([], ["--force"]):  # a folder ved did not write is never replaced (tests/test_data_safety.py)
+        result = runner.invoke(app, ["convert", str(tiny("vit", "gpt2")), "-o", str(dst), *force])
+        assert result.exit_code == 2
+        assert result.output.strip() == (f"Error: already exists and holds keep.txt, which ved did not write; "
+                                         f"ved will not replace it ({dst})")
+        assert [p.name for p in dst.iterdir()] == ["keep.txt"]
+    dst = tmp_path / "ved-wrote-it"
+    assert runner.invoke(app, ["convert", str(tiny("vit", "gpt2")), "-o", str(dst)]).exit_code == 0
     result = runner.invoke(app, ["convert", str(tiny("vit", "gpt2")), "-o", str(dst)])
     assert result.exit_code == 2
     assert result.output.strip() == f"Error: already exists; --force replaces it ({dst})"
-    assert [p.name for p in dst.iterdir()] == ["keep.txt"]
     result = runner.invoke(app, ["convert", str(tiny("vit", "gpt2")), "-o", str(dst), "--force"])
     assert result.exit_code == 0, result.output
-    assert not (dst / "keep.txt").exists() and (dst / "model.safetensors").exists()
+    assert (dst / "model.safetensors").exists()
     assert result.output.startswith(f"wrote {dst}: 1 weight file (")
     assert "checked: reloaded, it gives the source's logits on a probe image (largest difference 0)" in result.output
 
@@ -147,7 +153,7 @@ def test_interrupted_convert_leaves_nothing(tiny, tmp_path, monkeypatch, failure
 
 def test_existing_target_survives_a_failed_forced_convert(tiny, tmp_path, monkeypatch):
     dst = tmp_path / "dst"
-    shutil.copytree(tiny("vit", "gpt2"), dst)
+    convert(str(tiny("vit", "gpt2")), dst)
     before = sorted(p.name for p in dst.iterdir())
     monkeypatch.setattr(save_module, "write_weights", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):

@@ -39,6 +39,7 @@ from .hub import resolve_model
 from .init import init_tensor
 from .image import NESTED_PROCESSOR_FILE, PROCESSOR_FILE, ImageProcessor, ImageProcessorConfig, load_image_processor
 from .model import VisionEncoderDecoder, model_config, resolve_dtype
+from .safety import check_not_inside, check_replaceable
 from .save import DTYPE_NAMES, atomic_folder, save_pretrained
 from .tokenizer import Tokenizer, load_tokenizer
 from .weights import LEGACY_SUFFIXES, to_hf
@@ -126,8 +127,10 @@ class Composition:
 def compose(options: ComposeOptions) -> Composition:
     """Build the model `options` describe and write it to `options.output` (atomically)."""
     target = Path(options.output)
-    if target.exists() and not options.force:
-        raise OptionError(f"{target} already exists (use --force to replace it)", "--output")
+    check_replaceable(target, options.force)  # before anything is loaded or downloaded
+    sources = [(f"the {side}", name) for side, name in (("encoder", options.encoder), ("decoder", options.decoder),
+                                                        ("tokenizer source", options.tokenizer))]
+    check_not_inside(target, [(what, name) for what, name in sources if name and is_checkpoint_name(name)])
     out_dtype = resolve_dtype(options.dtype) if options.dtype is not None else None
     enc = load_part(options.encoder, "encoder", options.encoder_overrides, options.revision_encoder)
     dec = load_part(options.decoder, "decoder", options.decoder_overrides, options.revision_decoder)

@@ -21,6 +21,7 @@ from .errors import ModelError
 from .hub import resolve_model
 from .image import ImageProcessor, load_image_processor
 from .model import VisionEncoderDecoder, load_model, resolve_dtype
+from .safety import check_not_inside, check_replaceable
 from .save import DTYPE_NAMES, atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
 from .tokenizer import load_tokenizer
 
@@ -47,7 +48,9 @@ def convert(
     max_shard_size: int | None = None,
     force: bool = False,
 ) -> Conversion:
+    check_replaceable(target, force)  # before any download or loading
     folder = resolve_model(source, revision)
+    check_not_inside(target, [("the source model", folder)])
     state = load_state_dict(folder)
     model = load_model(folder, device="cpu", state=state)
     out_dtype = resolve_dtype(dtype) if dtype is not None else _stored_dtype(state)

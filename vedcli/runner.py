@@ -15,6 +15,7 @@ from PIL import Image
 from .errors import InputError, OptionError
 from .inputs import InputItem, expand_inputs
 from .output import make_writer, open_output
+from .safety import check_output_not_input
 
 if TYPE_CHECKING:
     from .decoding import DecodingOptions
@@ -50,6 +51,7 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
     items = expand_inputs(settings.inputs, stdin)
     if not items:
         raise OptionError("no inputs: give image files, folders, or - to read paths from stdin", where="INPUT")
+    check_output_not_input(settings.output, (item.path for item in items))  # never write over an input
     # The model first, and the options checked against it, so a bad run fails before any image is read.
     pipeline = Pipeline.load(settings.model, settings.revision, device=settings.device, dtype=settings.dtype)
     resolved = pipeline.resolve(options)

@@ -25,6 +25,7 @@ from .errors import OptionError
 from .generation_config import GenerationConfig
 from .image import ImageProcessor
 from .init import init_tensor
+from .safety import check_replaceable, follow_umask, write_marker
 from .tokenizer import Tokenizer
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -32,26 +33,29 @@ UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MI
 
 
 @contextlib.contextmanager
-def atomic_folder(target: str | Path, force: bool = False) -> Iterator[Path]:
-    """Yield an empty folder beside `target`; on success it replaces `target` in one rename, on failure (or Ctrl-C)
-    it is removed and `target` is untouched. An existing `target` is an OptionError unless `force`."""
-    target = Path(target)
-    if target.exists() and not force:
-        raise OptionError("already exists; --force replaces it", str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should be an ordinary folder
+def atomic_folder(target: str | Path, force: bool = False, kind: str = "model") -> Iterator[Path]:
+    """Yield an empty folder beside `target`, marked as ved's (`kind`: model or run); on success it replaces
+    `target` in one rename, on failure (or Ctrl-C) it is removed and `target` is untouched.
+
+    An existing `target` is replaced only when that loses nothing of the user's: an empty folder, or, with `force`,
+    a folder ved wrote that holds only what ved writes (safety.check_replaceable); anything else is an OptionError
+    naming it, checked on entry and again just before the swap. What is written gets the umask's permissions."""
+    check_replaceable(target, force)
+    place = Path(os.path.abspath(target))  # "out/", "./out" and the like get a name to rename
+    place.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{place.name}.", suffix=".partial", dir=place.parent))
     try:
+        write_marker(tmp, kind)
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        follow_umask(tmp)  # mkdtemp makes the folder private and safetensors its files: make them ordinary
+        check_replaceable(target, force)  # again: something of the user's may have appeared meanwhile
+        if os.path.lexists(place):
+            old = place.with_name(f".{place.name}.old-{os.getpid()}")
+            place.rename(old)
+            tmp.rename(place)
+            shutil.rmtree(old)  # a folder ved wrote, or an empty one
         else:
-            tmp.rename(target)
+            tmp.rename(place)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -73,6 +77,7 @@ def write_weights(folder: Path, state: dict[str, Tensor], max_shard_size: int | 
     total = sum(t.numel() * t.element_size() for t in state.values())
     if max_shard_size is None or total <= max_shard_size:
         save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+        follow_umask(folder / "model.safetensors")  # safetensors creates files readable by their owner only
         return ["model.safetensors"]
     shards: list[dict[str, Tensor]] = [{}]
     size = 0
@@ -87,6 +92,7 @@ def write_weights(folder: Path, state: dict[str, Tensor], max_shard_size: int | 
     for i, shard in enumerate(shards, start=1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
         save_file(shard, folder / name, metadata={"format": "pt"})
+        follow_umask(folder / name)
         names.append(name)
         weight_map.update({k: name for k in shard})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}

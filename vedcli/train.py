@@ -26,7 +26,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -54,6 +53,7 @@ from .metrics import bleu, cer, wer
 from .model import VisionEncoderDecoder, load_model, resolve_device
 from .optim import SCHEDULES, lr_factor, make_optimizer
 from .run_state import Best, TrainingState, capture_rng, restore_rng, seed_everything
+from .safety import check_not_inside, check_replaceable, marked_kind
 from .save import atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
 from .tokenizer import load_tokenizer
 from .train_log import Reporter, truncate_metrics
@@ -291,9 +291,17 @@ class Trainer:
     # --- set-up ---------------------------------------------------------------------------------------------
 
     def _check_run_folder(self) -> None:
-        run = self.run_dir
-        if not self.o.resume and run.exists() and (not run.is_dir() or any(run.iterdir())) and not self.o.force:
-            raise OptionError("run folder already exists: --resume continues it, --force starts it over", str(run))
+        """A new run may take an empty folder, or with --force replace a run (or model) folder ved wrote that holds
+        nothing else; never one that holds what the run reads (its data, the model to fine-tune) or anything of
+        the user's. Resuming replaces nothing."""
+        o, run = self.o, self.run_dir
+        if o.resume:
+            return
+        check_not_inside(run, [("the training data", o.data), ("the validation data", o.val_data),
+                               ("the model to fine-tune", o.model)])
+        exists = ("run folder already exists: --resume continues it, --force starts it over"
+                  if marked_kind(run) == "run" else "already exists; --force replaces it")
+        check_replaceable(run, o.force, exists_message=exists)
 
     def _say(self, text: str) -> None:
         if self.group.main:
@@ -483,14 +491,10 @@ class Trainer:
         return round(pos.epoch + pos.batches / self.batches_per_epoch, 4)
 
     def _start_run_folder(self) -> None:
-        """Write (or, resuming, update) train_args.json; with --force, clear an old run first."""
+        """Write (or, resuming, update) train_args.json. A new run folder appears in one rename, marked as ved's,
+        holding train_args.json; with --force it replaces the old one then (checked again: only a folder ved wrote)."""
         o, group = self.o, self.group
         if group.main:
-            if o.force and not o.resume and self.run_dir.exists():
-                shutil.rmtree(self.run_dir) if self.run_dir.is_dir() else self.run_dir.unlink()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if o.resume:
-                truncate_metrics(self.run_dir, self.state.position.step)
             from . import __version__
 
             facts = {
@@ -509,7 +513,12 @@ class Trainer:
             for name in ("data", "val_data"):  # so that --resume works from any folder
                 options[name] = os.path.abspath(options[name]) if options[name] is not None else None
             text = json.dumps({"options": options, "run": facts}, indent=2) + "\n"
-            (self.run_dir / ARGS_FILE).write_text(text, encoding="utf-8")
+            if o.resume:
+                truncate_metrics(self.run_dir, self.state.position.step)
+                (self.run_dir / ARGS_FILE).write_text(text, encoding="utf-8")
+            else:
+                with atomic_folder(self.run_dir, force=o.force, kind="run") as tmp:
+                    (tmp / ARGS_FILE).write_text(text, encoding="utf-8")
         group.barrier()
 
     def step(self, batches: list[dict[str, Tensor]]) -> tuple[float, int, int, float | None, float]:

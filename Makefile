@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install test test-slow demo bench ocr-quality clean
 
 install: .stamp-install
 
@@ -41,6 +41,14 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/generate.py --model vit-gpt2 --batch 4 --beams 1 4
+
+# CER, WER and seconds per line of the built-in reader (or OCR_MODEL=folder) on real scanned lines, beside tesseract
+# on the same lines (benchmarks/ocr_quality.py; a few minutes on 2 CPUs). The figures also go to out/ocr-quality.json.
+OCR_MODEL ?= printed
+OCR_DATA  ?= ../shared/data/uw3-dev
+ocr-quality: install
+	mkdir -p out
+	$(BIN)/python benchmarks/ocr_quality.py --model $(OCR_MODEL) --data $(OCR_DATA) --json out/ocr-quality.json
 
 clean:
 	rm -rf $(VENV) .stamp-install .pytest_cache

@@ -58,6 +58,7 @@ class Reader:
     timings: dict[tuple[int, int], float] = field(default_factory=dict)  # (threads, batch) -> median s per line
     note: str = ""  # why figures are missing (tesseract not installed), or what they include
     failures: int = 0  # lines the reader could not read at all
+    batch_differences: int | None = None  # timed lines whose batched text differs from their batch-1 text
 
 
 # --- figures ---------------------------------------------------------------------------------------------------------
@@ -148,11 +149,13 @@ def run_ved(args: argparse.Namespace, lines: list[Line], variants: list[str]) ->
         return texts, per_line
 
     timed = [line.image for line in lines[: args.timing_lines]]  # timing_lines None: all
+    one_by_one = None  # the timed lines' texts read one at a time
     for threads in args.threads:
         torch.set_num_threads(threads)
         for batch in args.batch_sizes:
             if timed:
                 texts, per_line = read(timed, batch)
+                one_by_one = texts if batch == 1 else one_by_one
                 reader.timings[(threads, batch)] = statistics.median(per_line)
                 say(f"ved: {threads} thread(s), batch {batch}: {reader.timings[(threads, batch)]:.4f} s/line")
     # Quality at the fastest setting: the most threads and the largest batch.
@@ -160,6 +163,8 @@ def run_ved(args: argparse.Namespace, lines: list[Line], variants: list[str]) ->
     for variant in ["plain", *variants]:
         reader.predictions[variant], _ = read(variant_images(lines, variant), max(args.batch_sizes))
         say(f"ved: read {len(lines)} {variant} lines")
+    if one_by_one is not None:  # batching must not change what is read (padding, masks)
+        reader.batch_differences = sum(a != b for a, b in zip(one_by_one, reader.predictions["plain"]))
     return reader
 
 
@@ -280,13 +285,16 @@ def load_lines(data: str, limit: int | None) -> list[Line]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="printed", help="built-in name, hub id or folder (default: printed)")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder of lines with metadata.jsonl (default: %(default)s)")
+    p.add_argument("--data", default=str(DEFAULT_DATA),
+                   help="folder of lines with metadata.jsonl (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="use the first N lines only")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time (default: 1 2)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="batch sizes to time (default: 1 16)")
-    p.add_argument("--timing-lines", type=int, default=None, help="time on the first N lines only (default: all; 0: no timing)")
+    p.add_argument("--timing-lines", type=int, default=None,
+                   help="time on the first N lines only (default: all; 0: no timing)")
     p.add_argument("--no-variants", dest="variants", action="store_false", help="skip the inverted and colour variants")
     p.add_argument("--tesseract", default="tesseract", help="tesseract command (default: tesseract; '' to skip)")
     p.add_argument("--short", type=int, default=15, help="short lines have at most this many characters (default: 15)")
@@ -325,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nved's s/line: preprocessing, model and text of images decoded beforehand, torch threads as shown.")
     if tess.timings:
         print("tesseract's s/line: one process per line with OMP_THREAD_LIMIT=1, start-up and file reading included.")
+    if ved.batch_differences is not None:
+        timed = min(len(lines), args.timing_lines if args.timing_lines is not None else len(lines))
+        print(f"ved's texts at batch {max(args.batch_sizes)} differ from batch 1 on {ved.batch_differences} of "
+              f"{timed} lines.")
     if tess.failures:
         print(f"\ntesseract failed on {tess.failures} line reads (counted as empty output)")
     worst = worst_lines(ved, lines, args.worst)
@@ -334,9 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         report = {
             "model": args.model, "data": str(args.data), "lines": len(lines),
-            "readers": [{"name": r.name, "note": r.note, "quality": s,
-                         "seconds_per_line": [{"threads": t, "batch": b, "median": v} for (t, b), v in r.timings.items()]}
+            "readers": [{"name": r.name, "note": r.note, "quality": s, "failures": r.failures,
+                         "seconds_per_line": [{"threads": t, "batch": b, "median": v}
+                                              for (t, b), v in r.timings.items()]}
                         for r, s in zip(readers, scores)],
+            "batch_differences": ved.batch_differences,
             "predictions": [{"file": line.file.name, "text": line.text,
                              **{f"{key}:{variant}": preds[i] for key, r in (("ved", ved), ("tesseract", tess))
                                 for variant, preds in r.predictions.items()}}

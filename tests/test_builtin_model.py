@@ -160,7 +160,8 @@ def test_builtin_name_wins_over_a_folder_of_that_name(stand_in, tiny, tmp_path, 
 def test_revision_does_not_apply_to_a_builtin_model(line) -> None:
     result = invoke("ocr", line, "--revision", "main")
     assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == "Error: --revision only applies to hub models, not to the built-in model 'printed' (--revision)\n"
+    assert result.stderr == ("Error: --revision only applies to hub models, not to the built-in model 'printed' "
+                             "(--revision)\n")
     compose = invoke("compose", "printed", "gpt2", "-o", "unused", "--revision-encoder", "v1")
     assert compose.exit_code == 2
     assert compose.stderr.startswith("Error: --revision-encoder only applies to hub models")
@@ -175,7 +176,8 @@ def test_missing_builtin_model_says_how_to_choose_another(line, tmp_path, monkey
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == (
         "Error: the built-in model 'printed' is not installed in this copy of ved: reinstall ved, or name another "
-        f"model, e.g. --model microsoft/trocr-base-printed or --model path/to/folder ({tmp_path / 'models' / 'printed'})\n"
+        "model, e.g. --model microsoft/trocr-base-printed or --model path/to/folder "
+        f"({tmp_path / 'models' / 'printed'})\n"
     )
     assert no_network == []
 

@@ -92,7 +92,7 @@ def test_variants_keep_the_line_size_and_invert_exactly() -> None:
     assert q.coloured(image, 1).tobytes() == q.coloured(image, 1).tobytes()  # seeded
 
 
-# --- the script --------------------------------------------------------------------------------------------------------
+# --- the script ------------------------------------------------------------------------------------------------------
 
 
 def test_table_has_every_row_and_column(model, lines, tmp_path, capsys) -> None:
@@ -103,7 +103,8 @@ def test_table_has_every_row_and_column(model, lines, tmp_path, capsys) -> None:
     rows = table_rows(capsys.readouterr().out)
     assert rows[0] == ["", f"ved: {model}", "tesseract"]
     assert [row[0] for row in rows[2:]] == [
-        "CER, all: 5 lines", "WER, all: 5 lines", "CER, short (<= 7 chars): 2 lines", "CER, long (>= 30 chars): 1 lines",
+        "CER, all: 5 lines", "WER, all: 5 lines", "CER, short (<= 7 chars): 2 lines",
+        "CER, long (>= 30 chars): 1 lines",
         "CER, inverted (white on black): 5 lines", "CER, colour (tinted, uneven light): 5 lines",
         "s/line, 1 thread, batch 1 (median)", "s/line, 1 thread, batch 2 (median)",
     ]
@@ -118,6 +119,7 @@ def test_table_has_every_row_and_column(model, lines, tmp_path, capsys) -> None:
     assert rows[2][1] == f"{100 * cer(predictions, TEXTS):.2f}%"
     assert ved["quality"]["colour"]["cer"] == cer([line["ved:colour"] for line in report["predictions"]], TEXTS)
     assert {(t["threads"], t["batch"]) for t in ved["seconds_per_line"]} == {(1, 1), (1, 2)}
+    assert report["batch_differences"] == 0  # all lines are resized to one size: batching changes nothing
 
 
 def test_missing_tesseract_is_said_in_the_table(model, lines, capsys) -> None:

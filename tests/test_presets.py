@@ -312,9 +312,11 @@ NOT_OFFERED = {"model_type", "position_embedding_type", "cross_attention_hidden_
 def test_allow_list_covers_what_ved_reads(module, kinds):
     """Every config key a family's config_from_hf reads may be overridden (less the few left out on purpose), and
     every allowed key is a field transformers' config class for that model_type knows."""
-    read = set(re.findall(r"""\bd(?:\.get\(|\[)["'](\w+)["']""", inspect.getsource(module)))
+    # a key is read as d.get("key") / d["key"], or through validate.Fields as f.count("key", ...), f.flag("key", ...)
+    pattern = r"""\b(?:d(?:\.get\(|\[)|f\.\w+\()["'](\w+)["']"""
+    read = set(re.findall(pattern, inspect.getsource(module)))
     if hasattr(module, "SwinSettings"):
-        read |= set(re.findall(r"""\bd\.get\(["'](\w+)["']""", inspect.getsource(module.SwinSettings)))
+        read |= set(re.findall(pattern, inspect.getsource(module.SwinSettings)))
     for kind in kinds:
         allowed = presets.KNOWN_FIELDS[kind]
         ref = T.AutoConfig.for_model(kind)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -60,10 +60,34 @@ def load_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path, device="cpu")
-    except FileNotFoundError:
-        raise ModelError("missing weights file", where=str(path)) from None
+    except FileNotFoundError:  # safetensors says so for any file it cannot open: find out why
+        raise _unopenable(path) from None
+    except PermissionError as error:
+        raise _unopenable(path, error) from None
     except (SafetensorError, OSError, ValueError) as error:
         raise ModelError(f"corrupt safetensors file: {_first_line(error)}", where=str(path)) from None
+
+
+def _unopenable(path: Path, error: OSError | None = None) -> ModelError:
+    """The error for a weights file that could not be opened: missing, or there but unreadable."""
+    if error is None:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as found:
+            error = found
+    if error is None or isinstance(error, FileNotFoundError):
+        return ModelError("missing weights file", where=str(path))
+    reason = error.strerror.lower() if error.strerror else _first_line(error)
+    return ModelError(f"cannot read weights file: {reason}", where=str(path))
+
+
+def unpickling_refusal(error: pickle.UnpicklingError) -> str:
+    """What to tell the user when torch's weights-only unpickler refuses a file: what it wanted to run, without
+    torch's advice to turn the safety off (weights_only=False)."""
+    blocked = re.search(r"GLOBAL (\S+)", str(error))
+    detail = f": it calls {blocked.group(1)}" if blocked else ""
+    return f"refusing to unpickle: not a plain tensor file{detail}"
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
@@ -72,11 +96,11 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError("missing weights file", where=str(path)) from None
+    except PermissionError as error:
+        raise _unopenable(path, error) from None
     except pickle.UnpicklingError as error:
         # torch's weights-only unpickler refused the file: it names code to run, or it is damaged.
-        blocked = re.search(r"GLOBAL (\S+)", str(error))
-        detail = f": it calls {blocked.group(1)}" if blocked else ""
-        raise ModelError(f"refusing to unpickle: not a plain tensor file{detail}", where=str(path)) from None
+        raise ModelError(unpickling_refusal(error), where=str(path)) from None
     except (RuntimeError, OSError, EOFError, ValueError, KeyError) as error:
         raise ModelError(f"corrupt weights file: {_first_line(error)}", where=str(path)) from None
     if not isinstance(state, dict) or not all(
@@ -91,9 +115,13 @@ def _load_sharded(index_path: Path, load_shard) -> dict[str, torch.Tensor]:
     weight_map = read_json(index_path).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
         raise ModelError("index has no weight_map", where=str(index_path))
+    for shard in set(weight_map.values()):
+        if not inside_folder(shard):
+            raise ModelError(f"weight_map names shard {json.dumps(shard)}, which is not a file in the model folder",
+                             where=str(index_path))  # fmt: skip
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
-        shard_path = index_path.parent / str(shard)
+        shard_path = index_path.parent / shard
         if not shard_path.is_file():
             raise ModelError("missing shard", where=str(shard_path))
         state.update(load_shard(shard_path))
@@ -102,6 +130,15 @@ def _load_sharded(index_path: Path, load_shard) -> dict[str, torch.Tensor]:
         raise ModelError(f"{len(missing)} tensors named in the index are in no shard, e.g. {missing[0]}",
                          where=str(index_path))
     return state
+
+
+def inside_folder(name: object) -> bool:
+    """Whether a file name from an index stays inside the folder holding the index: a relative path without `..`
+    (links inside the folder are followed as they are, as hub snapshots link into the cache's blobs)."""
+    if not isinstance(name, str) or not name or "\0" in name or "\\" in name:
+        return False
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts and not re.match(r"^[A-Za-z]:", name)
 
 
 def _first_line(error: BaseException) -> str:

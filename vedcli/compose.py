@@ -207,7 +207,27 @@ def load_part(name: str, side: str, overrides: list[str], revision: str | None =
         part.config, part.state = distilbert_as_bert(part.config, part.state)
         part.notes.append("distilbert becomes a BERT decoder: same weights, causal self-attention, zero token types")
     _check_family(part)
+    _check_config(part, overrides)
     return part
+
+
+def _check_config(part: Part, overrides: list[str]) -> None:
+    """Read the side's config as the model will (every field checked, its size against this machine's memory), so
+    a bad value is refused before anything is built; one that --encoder-config / --decoder-config set names it."""
+    from .decoders import decoder_config, decoder_parameters
+    from .encoders import encoder_config, encoder_parameters
+    from .validate import ConfigFieldError, check_memory
+
+    where = str(part.folder / "config.json") if part.pretrained else f"preset {part.name}"
+    try:
+        if part.side == "encoder":
+            check_memory(encoder_parameters(encoder_config(part.config, where)), 4, where, "encoder")
+        else:
+            check_memory(decoder_parameters(decoder_config(part.config, where)), 4, where, "decoder")
+    except ConfigFieldError as error:
+        if overrides and (not error.keys or set(error.keys) & _override_keys(overrides)):
+            raise OptionError(error.message, OVERRIDE_FLAG[part.side]) from None
+        raise
 
 
 def _pretrained_part(name: str, side: str, overrides: list[str], revision: str | None) -> Part:

@@ -86,6 +86,13 @@ class DecoderConfig:
         if self.embedding_size is None:  # ELECTRA projects narrower embeddings up to hidden_size
             self.embedding_size = self.hidden_size
 
+    @property
+    def max_length(self) -> int:
+        """The longest sequence (start token included) the position embeddings can place."""
+        if self.positions == "padded":  # counted from pad_token_id + 1 inside the table of max_positions rows
+            return self.max_positions - (self.pad_token_id or 0) - 1
+        return self.max_positions
+
 
 @dataclass
 class ModelConfig:

@@ -29,3 +29,13 @@ class InputError(VedError):
     """A bad input item (missing file, not an image, corrupt image). Batches skip it and carry on."""
 
     exit_code = 1
+
+
+class VedWarning(UserWarning):
+    """Something the user should know that does not stop the work (weights holding NaN, say). The CLI prints it as
+    one line, `Warning: <what> (<where>)`."""
+
+    def __init__(self, message: str, where: str | None = None):
+        super().__init__(f"{message} ({where})" if where else message)
+        self.message = message
+        self.where = where

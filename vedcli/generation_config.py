@@ -16,11 +16,12 @@ A field left at None means "unset": the decoding engine then applies transformer
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .validate import Fields, check_token_ids, is_int
 
 GENERATION_CONFIG_FILE = "generation_config.json"
 MODEL_CONFIG_FILE = "config.json"
@@ -59,6 +60,15 @@ class GenerationConfig:
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | list[int] | None = None
 
+    def __post_init__(self) -> None:
+        # not fields (never written back): where each value came from, and what the model allows
+        self.sources: dict[str, tuple[str, str]] = {}  # field -> (file, key in it), for messages
+        self.decoder_positions: int | None = None  # the longest sequence the decoder's positions can place
+
+    def source(self, name: str) -> tuple[str, str] | None:
+        """(file, key) a set field was read from; None for values set in code."""
+        return self.sources.get(name)
+
     @property
     def eos_token_ids(self) -> tuple[int, ...]:
         """The end-of-sequence ids as a tuple (empty when none is set)."""
@@ -74,44 +84,70 @@ class GenerationConfig:
         return self.decoder_start_token_id if self.decoder_start_token_id is not None else self.bos_token_id
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> GenerationConfig:
-        """The known fields of `values` (a generation_config.json); other keys are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in names})
+    def from_dict(cls, values: dict[str, Any], where: str | None = None, section: str = "") -> GenerationConfig:
+        """The known fields of `values` (a generation_config.json), each checked (ConfigFieldError names the key and
+        `where`); other keys are ignored."""
+        gen = cls()
+        gen._read(values, where, section)
+        return gen
+
+    def _read(self, values: dict[str, Any], where: str | None, section: str, only_unset: bool = False) -> None:
+        """Set the known fields of `values`, checked; with `only_unset`, only fields still None."""
+        f = Fields(values, section, where)
+        for name, kind in FIELD_KINDS.items():
+            if values.get(name) is None or (only_unset and getattr(self, name) is not None):
+                continue
+            setattr(self, name, _READERS[kind](f, name))
+            self.sources[name] = (where or "", f.name(name))
 
     @classmethod
-    def from_model_config(cls, config: dict[str, Any]) -> GenerationConfig:
+    def from_model_config(cls, config: dict[str, Any], where: str | None = None) -> GenerationConfig:
         """The legacy generation attributes of a config.json: top level first, then the decoder sub-config."""
-        top = {key: value for key, value in config.items() if value is not None}
-        gen = cls.from_dict(top)
-        if top.get("force_bos_token_to_be_generated"):  # BART-era spelling of forced_bos_token_id
+        gen = cls.from_dict({key: value for key, value in config.items() if value is not None}, where)
+        if config.get("force_bos_token_to_be_generated"):  # BART-era spelling of forced_bos_token_id
             gen.forced_bos_token_id = gen.bos_token_id
-        sub = next((config[name] for name in _TEXT_SUBCONFIGS if config.get(name)), None)
-        if isinstance(sub, dict):
-            for f in fields(cls):
-                if getattr(gen, f.name) is None and f.name in sub:
-                    setattr(gen, f.name, sub[f.name])
+        name = next((name for name in _TEXT_SUBCONFIGS if config.get(name)), None)
+        if name is not None and isinstance(config[name], dict):
+            gen._read(config[name], where, name, only_unset=True)
         return gen
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> GenerationConfig:
-        """Generation defaults of a checkpoint folder (generation_config.json, else config.json)."""
+    def from_folder(cls, folder: str | Path, vocab_size: int | None = None,
+                    decoder_positions: int | None = None) -> GenerationConfig:
+        """Generation defaults of a checkpoint folder (generation_config.json, else config.json), every value
+        checked; with `vocab_size`, token ids must lie inside the vocabulary."""
         folder = Path(folder)
         gen_file = folder / GENERATION_CONFIG_FILE
+        model_file = folder / MODEL_CONFIG_FILE
         if gen_file.is_file():
-            gen = cls.from_dict(_read_json(gen_file))
-            if gen.start_token_id is None:
+            gen = cls.from_dict(_read_json(gen_file), str(gen_file))
+            if gen.start_token_id is None and model_file.is_file():
                 # The reference would stop here ("decoder_start_token_id or bos_token_id has to be defined");
                 # the model config usually still knows the start token.
-                model_file = folder / MODEL_CONFIG_FILE
-                if model_file.is_file():
-                    legacy = cls.from_model_config(_read_json(model_file))
-                    gen.decoder_start_token_id = legacy.start_token_id
-            return gen
-        model_file = folder / MODEL_CONFIG_FILE
-        if model_file.is_file():
-            return cls.from_model_config(_read_json(model_file))
-        raise ModelError(f"no {GENERATION_CONFIG_FILE} or {MODEL_CONFIG_FILE} in the model folder", where=str(folder))
+                legacy = cls.from_model_config(_read_json(model_file), str(model_file))
+                gen.decoder_start_token_id = legacy.start_token_id
+                key = "decoder_start_token_id" if legacy.decoder_start_token_id is not None else "bos_token_id"
+                if legacy.source(key):
+                    gen.sources["decoder_start_token_id"] = legacy.sources[key]
+        elif model_file.is_file():
+            gen = cls.from_model_config(_read_json(model_file), str(model_file))
+        else:
+            raise ModelError(f"no {GENERATION_CONFIG_FILE} or {MODEL_CONFIG_FILE} in the model folder",
+                             where=str(folder))  # fmt: skip
+        if vocab_size is not None:
+            gen.check_tokens(vocab_size)
+        gen.decoder_positions = decoder_positions
+        return gen
+
+    def check_tokens(self, vocab_size: int) -> None:
+        """Every token id set lies inside a `vocab_size`-token vocabulary (ConfigFieldError naming file and key)."""
+        for name, kind in FIELD_KINDS.items():
+            value = getattr(self, name)
+            if kind not in ("token", "tokens", "token_lists") or value is None:
+                continue
+            flat = [i for ids in value for i in ids] if kind == "token_lists" else value
+            where, key = self.source(name) or (None, name)
+            check_token_ids({key: flat}, vocab_size, where)
 
     def to_dict(self) -> dict[str, Any]:
         """The set fields, as a generation_config.json that transformers loads."""
@@ -122,6 +158,46 @@ class GenerationConfig:
         path = Path(folder) / GENERATION_CONFIG_FILE
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return path
+
+
+def _token_lists(f: Fields, key: str) -> list[list[int]]:
+    value = f.d[key]
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(ids, list) and ids and all(is_int(i) and i >= 0 for i in ids) for ids in value)):
+        raise f.fail(key, "a non-empty list of non-empty token-id lists", value)
+    return value
+
+
+def _early_stopping(f: Fields, key: str) -> bool | str:
+    value = f.d[key]
+    if value not in (True, False, "never") or not isinstance(value, (bool, str)):
+        raise f.fail(key, 'true, false or "never"', value)
+    return value
+
+
+# field -> how it is read and checked (ranges that depend on other options are checked when decoding resolves them)
+FIELD_KINDS = {
+    "decoder_start_token_id": "token", "bos_token_id": "token", "eos_token_id": "tokens", "pad_token_id": "token",
+    "max_length": "length", "max_new_tokens": "positive", "min_length": "count", "min_new_tokens": "count",
+    "num_beams": "positive", "do_sample": "flag", "temperature": "above_zero", "top_k": "count",
+    "top_p": "probability", "length_penalty": "number", "early_stopping": "early_stopping",
+    "num_return_sequences": "positive", "no_repeat_ngram_size": "count", "repetition_penalty": "above_zero",
+    "bad_words_ids": "token_lists",
+    "forced_bos_token_id": "token", "forced_eos_token_id": "tokens",
+}  # fmt: skip
+_READERS = {
+    "token": lambda f, key: f.token(key),
+    "tokens": lambda f, key: f.tokens(key),
+    "length": lambda f, key: f.count(key, 0, minimum=2),  # the start token and at least one new token
+    "positive": lambda f, key: f.count(key, 0),
+    "count": lambda f, key: f.count(key, 0, minimum=0),
+    "flag": lambda f, key: f.flag(key, False),
+    "number": lambda f, key: f.number(key, 0.0),
+    "above_zero": lambda f, key: f.number(key, 0.0, positive=True),
+    "probability": lambda f, key: f.fraction(key, 0.0),
+    "early_stopping": _early_stopping,
+    "token_lists": _token_lists,
+}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

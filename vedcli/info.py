@@ -20,7 +20,7 @@ from .hub import resolve_model
 from .image import RESAMPLE_NAMES, load_image_processor
 from .model import VisionEncoderDecoder, model_config
 from .tokenizer import load_tokenizer
-from .weights import ignored_keys
+from .weights import ignored_keys, non_finite
 
 Report = dict[str, dict[str, Any]]
 
@@ -28,7 +28,8 @@ Report = dict[str, dict[str, Any]]
 def describe(name_or_path: str, revision: str | None = None) -> Report:
     """Sections: model, encoder, decoder, parameters, special tokens, generation, preprocessing, tokenizer, weights."""
     folder = resolve_model(name_or_path, revision)
-    cfg = model_config(read_json(folder / "config.json"), str(folder))
+    config_file = folder / "config.json"
+    cfg = model_config(read_json(config_file), str(config_file))  # a bad field: one error naming it
     with torch.device("meta"):
         model = VisionEncoderDecoder(cfg)
     report: Report = {
@@ -38,8 +39,8 @@ def describe(name_or_path: str, revision: str | None = None) -> Report:
         "parameters": _parameters(model),
     }
     tokenizer = _attempt(lambda: load_tokenizer(folder))
-    report["special tokens"] = _attempt(lambda: _special_tokens(folder, tokenizer))
-    report["generation"] = _attempt(lambda: _generation(folder))
+    report["special tokens"] = _attempt(lambda: _special_tokens(folder, tokenizer, cfg.decoder))
+    report["generation"] = _attempt(lambda: _generation(folder, cfg.decoder))
     report["preprocessing"] = _attempt(lambda: _preprocessing(folder, cfg.encoder))
     report["tokenizer"] = (
         {"error": tokenizer["error"]} if isinstance(tokenizer, dict)
@@ -58,7 +59,10 @@ def _attempt(fn):
 
 def _encoder(enc: EncoderConfig, model: VisionEncoderDecoder) -> dict[str, Any]:
     pixels = torch.empty(1, enc.num_channels, *enc.image_size, device="meta")
-    tokens = model.encoder.forward_features(pixels).shape[1]  # shapes only: the model lives on the meta device
+    try:
+        tokens = model.encoder.forward_features(pixels).shape[1]  # shapes only: the model lives on the meta device
+    except VedError as error:  # a Swin window larger than its feature map, say
+        tokens = f"none: {error}"
     return {
         "type": enc.hf.get("model_type", enc.family),
         "layers": enc.num_layers,
@@ -102,8 +106,12 @@ def _parameters(model: VisionEncoderDecoder) -> dict[str, Any]:
     return out
 
 
-def _special_tokens(folder: Path, tokenizer) -> dict[str, Any]:
-    gen = GenerationConfig.from_folder(folder)
+def _generation_config(folder: Path, dec: DecoderConfig) -> GenerationConfig:
+    return GenerationConfig.from_folder(folder, dec.vocab_size, dec.max_length)
+
+
+def _special_tokens(folder: Path, tokenizer, dec: DecoderConfig) -> dict[str, Any]:
+    gen = _generation_config(folder, dec)
 
     def show(i):
         if i is None:
@@ -118,10 +126,10 @@ def _special_tokens(folder: Path, tokenizer) -> dict[str, Any]:
     }
 
 
-def _generation(folder: Path) -> dict[str, Any]:
+def _generation(folder: Path, dec: DecoderConfig) -> dict[str, Any]:
     """What decoding does when no option is given: the checkpoint's settings over transformers' defaults."""
     source = "generation_config.json" if (folder / "generation_config.json").is_file() else "config.json"
-    resolved = DecodingOptions().resolve(GenerationConfig.from_folder(folder))
+    resolved = DecodingOptions().resolve(_generation_config(folder, dec))
     shown = ("max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "length_penalty", "early_stopping",
              "no_repeat_ngram_size", "repetition_penalty", "num_return_sequences")
     return {"defaults from": source, **{k: getattr(resolved, k) for k in shown}}
@@ -161,6 +169,9 @@ def _weights(folder: Path, model: VisionEncoderDecoder) -> dict[str, Any]:
         out["ignored keys"] = ignored
     if table.tied:
         out["tied"] = ", ".join(f"{k} = {v}" for k, v in table.tied.items())
+    bad = non_finite(state)
+    if bad:
+        out["non-finite"] = f"{len(bad)} tensors hold NaN or inf values (e.g. {bad[0]}): results will be meaningless"
     try:
         model.load_hf_state_dict(state, str(folder))
         out["status"] = "loads"

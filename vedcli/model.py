@@ -14,12 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .decoders import decoder_config, decoder_weights
+from .decoders import decoder_config, decoder_parameters, decoder_weights
 from .decoders.stack import TextDecoder
-from .encoders import build_encoder, encoder_config, encoder_reference_only, encoder_weights
+from .encoders import build_encoder, encoder_config, encoder_parameters, encoder_reference_only, encoder_weights
 from .errors import ModelError
 from .layers import DecoderCache
-from .weights import Rule, WeightTable, linear, to_hf, to_ved
+from .validate import ConfigFieldError, Fields, check_memory, check_token_ids, show
+from .weights import Rule, WeightTable, linear, non_finite, to_hf, to_ved
 
 
 @dataclass
@@ -28,19 +29,40 @@ class Seq2SeqOutput:
     loss: Tensor | None = None
 
 
-def model_config(hf: dict, where: str | None = None) -> ModelConfig:
-    """ModelConfig from a VisionEncoderDecoder config.json dict."""
-    if hf.get("model_type") != "vision-encoder-decoder" or "encoder" not in hf or "decoder" not in hf:
-        kind = hf.get("model_type", "unknown")
-        raise ModelError(f"not a vision-encoder-decoder checkpoint (model_type '{kind}')", where)
-    return ModelConfig(
-        encoder=encoder_config(hf["encoder"], where),
-        decoder=decoder_config(hf["decoder"], where),
-        decoder_start_token_id=hf.get("decoder_start_token_id"),
-        pad_token_id=hf.get("pad_token_id"),
-        eos_token_id=hf.get("eos_token_id"),
-        hf=hf,
-    )
+def model_config(hf: dict, where: str | None = None, bytes_each: int = 2) -> ModelConfig:
+    """ModelConfig from a VisionEncoderDecoder config.json dict.
+
+    Every field ved reads is checked (a ConfigFieldError names it and `where`, the file), and so is the size of the
+    whole model against this machine's memory, at `bytes_each` bytes per parameter (2: the least ved stores).
+    """
+    kind = hf.get("model_type")
+    if kind != "vision-encoder-decoder":
+        raise ModelError(f"not a vision-encoder-decoder checkpoint (model_type '{kind or 'unknown'}')", where)
+    for side in ("encoder", "decoder"):
+        if side not in hf:
+            raise ModelError(f"the vision-encoder-decoder config has no {side} section ({side}: the {side}'s own "
+                             "config)", where)  # fmt: skip
+    encoder = encoder_config(hf["encoder"], where)
+    decoder = decoder_config(hf["decoder"], where)
+    top = Fields(hf, "", where)
+    ids = {"decoder_start_token_id": top.token("decoder_start_token_id"), "pad_token_id": top.token("pad_token_id"),
+           "eos_token_id": top.tokens("eos_token_id")}  # fmt: skip
+    check_token_ids(ids, decoder.vocab_size, where)
+    declared = decoder.hf.get("cross_attention_hidden_size")
+    if declared is not None and declared != encoder.hidden_size:  # the reference refuses this pair too
+        raise ConfigFieldError(f"decoder.cross_attention_hidden_size {show(declared)} is not the encoder's width "
+                               f"{encoder.hidden_size}", where, "cross_attention_hidden_size", "decoder")  # fmt: skip
+    cfg = ModelConfig(encoder=encoder, decoder=decoder, hf=hf, **ids)
+    check_memory(model_parameters(cfg), bytes_each, where)
+    return cfg
+
+
+def model_parameters(cfg: ModelConfig) -> dict[str, int]:
+    """About how many parameters the model has, by part, computed from the config alone."""
+    parts = {**encoder_parameters(cfg.encoder), **decoder_parameters(cfg.decoder)}
+    if cfg.projection:
+        parts["enc_to_dec_proj"] = (cfg.encoder.hidden_size + 1) * cfg.decoder.hidden_size
+    return parts
 
 
 class VisionEncoderDecoder(nn.Module):
@@ -146,6 +168,12 @@ class VisionEncoderDecoder(nn.Module):
         tensors = to_ved(state, rules, table, shapes, where or "checkpoint")
         uncovered = set(shapes) - set(tensors) - set(table.tied)
         assert not uncovered, f"weight table misses {sorted(uncovered)}"
+        hf_names = {r.ved: "+".join(r.hf) for r in rules}
+        not_float = sorted(f"{hf_names[k]} ({str(v.dtype).removeprefix('torch.')})" for k, v in tensors.items()
+                           if not v.is_floating_point())  # fmt: skip
+        if not_float:
+            raise ModelError(f"checkpoint does not match its config: not floating-point {', '.join(not_float[:6])}"
+                             + (f", ... ({len(not_float)} in all)" if len(not_float) > 6 else ""), where)
         if dtype is not None:
             tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
         self.load_state_dict(tensors, strict=False, assign=True)
@@ -241,9 +269,25 @@ def load_model(
 
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     folder = resolve_model(str(name_or_path), revision)
-    cfg = model_config(read_json(Path(folder) / "config.json"), str(folder))
+    config_file = str(Path(folder) / "config.json")
+    cfg = model_config(read_json(config_file), config_file, bytes_each=max(dt.itemsize, 2))
+    generation = GenerationConfig.from_folder(folder, cfg.decoder.vocab_size, cfg.decoder.max_length)
     with torch.device("meta"):
         model = VisionEncoderDecoder(cfg)
-    model.load_hf_state_dict(state if state is not None else load_state_dict(folder), str(folder), dtype=dt)
-    model.generation_config = GenerationConfig.from_folder(folder)
+    state = state if state is not None else load_state_dict(folder)
+    model.load_hf_state_dict(state, str(folder), dtype=dt)
+    warn_non_finite(state, str(folder))
+    model.generation_config = generation
     return model.to(dev).eval()
+
+
+def warn_non_finite(state: dict[str, Tensor], where: str) -> None:
+    """A warning (not an error: the user may want to inspect it) when weights hold NaN or inf values."""
+    import warnings
+
+    from .errors import VedWarning
+
+    bad = non_finite(state)
+    if bad:
+        warnings.warn(VedWarning(f"{len(bad)} of {len(state)} weight tensors hold NaN or inf values (e.g. {bad[0]}): "
+                                 "the model's results will be meaningless", where), stacklevel=2)  # fmt: skip

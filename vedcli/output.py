@@ -62,10 +62,10 @@ class TextWriter(ResultWriter):
 
     def results(self, file: str, results: Sequence[Result]) -> None:
         for result in results:
-            self.out.write(result.text + "\n" if self.single_input else f"{file}: {result.text}\n")
+            self.out.write(result.text + "\n" if self.single_input else f"{printable(file)}: {result.text}\n")
 
     def error(self, file: str, error: VedError) -> None:
-        self.err.write(f"Error: {error.message} ({file})\n")
+        self.err.write(f"Error: {printable(error.message)} ({printable(file)})\n")
         self.err.flush()
 
 
@@ -74,14 +74,14 @@ class JsonlWriter(ResultWriter):
 
     def results(self, file: str, results: Sequence[Result]) -> None:
         for rank, result in enumerate(results, start=1):
-            row: dict[str, object] = {"file": file}
+            row: dict[str, object] = {"file": encodable(file)}
             if self.ranked:
                 row["rank"] = rank
             row.update(text=result.text, score=_json_number(result.score))
             self._write(row)
 
     def error(self, file: str, error: VedError) -> None:
-        self._write({"file": file, "error": error.message})
+        self._write({"file": encodable(file), "error": encodable(error.message)})
 
     def _write(self, row: dict[str, object]) -> None:
         self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -99,16 +99,40 @@ class DelimitedWriter(ResultWriter):
     def results(self, file: str, results: Sequence[Result]) -> None:
         for rank, result in enumerate(results, start=1):
             ranked = [str(rank)] if self.ranked else []
-            self._row([file, *ranked, result.text, repr(float(result.score)), ""])
+            self._row([encodable(file), *ranked, result.text, repr(float(result.score)), ""])
 
     def error(self, file: str, error: VedError) -> None:
-        self._row([file, *([""] if self.ranked else []), "", "", error.message])
+        self._row([encodable(file), *([""] if self.ranked else []), "", "", encodable(error.message)])
 
     def _row(self, fields: list[str]) -> None:
         if self.tabs:
             self.out.write("\t".join(escape_tsv(field) for field in fields) + "\n")
         else:
             self.csv.writerow(fields)
+
+
+def encodable(text: str) -> str:
+    """`text` that any UTF-8 writer can encode: bytes of a file name that are not UTF-8 (which Python keeps as lone
+    surrogates) become backslash escapes, so `caf\\xe9.png` is written where the name held byte 0xE9."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that did not come from a byte (\ud800 from JSON, say)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}  # reorder the text shown around them
+
+
+def printable(text: str) -> str:
+    """`text` safe to show on a terminal: `encodable`, and control characters (terminal escape sequences, carriage
+    returns, newlines, bidi overrides) as backslash escapes, so a file name cannot rewrite the screen."""
+    text = encodable(text)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() and ch not in _BIDI else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 def escape_tsv(field: str) -> str:

@@ -104,16 +104,24 @@ def to_ved(
             missing += absent
             continue
         held = [h for h in r.hf if h not in r.zero]
-        raw = [torch.zeros_like(state[held[0]]) if h in r.zero else state[h] for h in r.hf]  # parts are equal in size
-        parts = [t.t() if r.transpose and t.dim() == 2 else t for t in raw]
-        tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=r.dim)
         used.update(held)
         expected = shapes.get(r.ved)
         if expected is None:
             raise AssertionError(f"weight table names '{r.ved}', which the ved model does not have")
-        if tensor.shape != expected:
-            wrong.append(f"{'+'.join(r.hf)} {tuple(tensor.shape)} != {tuple(expected)}")
+        # every part is checked before any is used: the parts of a fused tensor are equal in size along `dim`
+        part_shape = _part_shape(tuple(expected), len(r.hf), r.dim)
+        raw = {h: state[h] for h in held}
+        misfits = [h for h, t in raw.items() if _stored_shape(t, r.transpose) != part_shape]
+        if misfits:
+            if len(r.hf) == 1:
+                wrong.append(f"{r.hf[0]} {tuple(raw[r.hf[0]].shape)} != {_hf_shape(part_shape, r.transpose)}")
+            else:
+                wrong += [f"{h} {tuple(raw[h].shape)} != {_hf_shape(part_shape, r.transpose)} (part of "
+                          f"{'+'.join(r.hf)})" for h in misfits]  # fmt: skip
             continue
+        parts = [raw[held[0]].new_zeros(raw[held[0]].shape) if h in r.zero else raw[h] for h in r.hf]
+        parts = [t.t() if r.transpose and t.dim() == 2 else t for t in parts]
+        tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=r.dim)
         out[r.ved] = tensor.contiguous()
     ignorable = re.compile("|".join(f"(?:{p})$" for p in table.ignore)) if table.ignore else None
     unexpected = sorted(k for k in state if k not in used and not (ignorable and ignorable.match(k)))
@@ -127,6 +135,41 @@ def to_ved(
     if problems:
         raise ModelError("checkpoint does not match its config: " + "; ".join(problems), where)
     return out
+
+
+def _part_shape(expected: tuple[int, ...], parts: int, dim: int) -> tuple[int, ...] | None:
+    """The shape each of `parts` equal parts concatenated along `dim` into `expected` has (None: none fits)."""
+    if parts == 1:
+        return expected
+    if len(expected) <= dim or expected[dim] % parts:
+        return None
+    return expected[:dim] + (expected[dim] // parts,) + expected[dim + 1 :]
+
+
+def _stored_shape(tensor: Tensor, transpose: bool) -> tuple[int, ...]:
+    """The shape of a checkpoint tensor as ved uses it (a Conv1D weight transposed)."""
+    shape = tuple(tensor.shape)
+    return shape[::-1] if transpose and len(shape) == 2 else shape
+
+
+def _hf_shape(shape: tuple[int, ...] | None, transpose: bool) -> tuple[int, ...] | str:
+    if shape is None:
+        return "a shape that fits"
+    return shape[::-1] if transpose and len(shape) == 2 else shape
+
+
+def non_finite(state: dict[str, Tensor], sample: int = 256) -> list[str]:
+    """Names of floating tensors holding NaN or inf, judged on an even sample of at most `sample` values each: a
+    cheap check that catches a checkpoint whose weights are all (or largely) NaN or inf."""
+    bad = []
+    for name, tensor in state.items():
+        if not tensor.is_floating_point() or tensor.numel() == 0 or tensor.device.type == "meta":
+            continue
+        flat = tensor.reshape(-1)
+        step = max(1, flat.numel() // sample)
+        if not bool(torch.isfinite(flat[::step]).all()):
+            bad.append(name)
+    return bad
 
 
 def to_hf(ved_state: dict[str, Tensor], rules: list[Rule]) -> dict[str, Tensor]:

@@ -10,35 +10,39 @@ from __future__ import annotations
 import math
 
 from ..config import DecoderConfig
+from ..validate import Fields
 from ..weights import Rule, WeightTable, linear, norm, output_head, param
 
 PRE_NORM = {"mbart"}  # model_types whose layers normalise first and end in a final LayerNorm
 
 
-def fairseq_style(d: dict, max_positions: int) -> dict:
-    """DecoderConfig fields fairseq-named configs (BART, mBART, TrOCR) set the same way."""
-    c = d.get("d_model", d.get("hidden_size", 1024))
+def fairseq_style(f: Fields, max_positions: int) -> dict:
+    """DecoderConfig fields fairseq-named configs (BART, mBART, TrOCR) set the same way, checked."""
+    width_key = "d_model" if "d_model" in f.d or "hidden_size" not in f.d else "hidden_size"
+    c, heads = f.count(width_key, 1024), f.count("decoder_attention_heads", 16)
+    f.divides(width_key, c, "decoder_attention_heads", heads)
     return dict(
-        vocab_size=d.get("vocab_size", 50265),
+        vocab_size=f.count("vocab_size", 50265),
         hidden_size=c,
-        num_layers=d.get("decoder_layers", 12),
-        num_heads=d.get("decoder_attention_heads", 16),
-        intermediate_size=d.get("decoder_ffn_dim", 4096),
-        activation=d.get("activation_function", "gelu"),
+        num_layers=f.layers("decoder_layers", 12),
+        num_heads=heads,
+        intermediate_size=f.count("decoder_ffn_dim", 4096),
+        activation=f.activation("activation_function", "gelu"),
         layer_norm_eps=1e-5,  # nn.LayerNorm's default: these families do not configure it
-        max_positions=d.get("max_position_embeddings", max_positions),
-        embed_scale=math.sqrt(c) if d.get("scale_embedding", False) else 1.0,
-        tie_embeddings=d.get("tie_word_embeddings", True),
-        pad_token_id=d.get("pad_token_id", 1),
-        dropout=d.get("dropout", 0.1),
-        embed_dropout=d.get("dropout", 0.1),
-        attn_dropout=d.get("attention_dropout", 0.0),
-        act_dropout=d.get("activation_dropout", 0.0),
-        hf=d,
+        max_positions=f.count("max_position_embeddings", max_positions),
+        embed_scale=math.sqrt(c) if f.flag("scale_embedding", False) else 1.0,
+        tie_embeddings=f.flag("tie_word_embeddings", True),
+        pad_token_id=f.token("pad_token_id", 1),
+        dropout=f.fraction("dropout", 0.1),
+        embed_dropout=f.fraction("dropout", 0.1),
+        attn_dropout=f.fraction("attention_dropout", 0.0),
+        act_dropout=f.fraction("activation_dropout", 0.0),
+        hf=f.d,
     )
 
 
-def config_from_hf(d: dict) -> DecoderConfig:
+def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
+    f = Fields(d, section, where)
     pre = d.get("model_type", "bart") in PRE_NORM
     return DecoderConfig(
         family="mbart" if pre else "bart",
@@ -46,7 +50,7 @@ def config_from_hf(d: dict) -> DecoderConfig:
         pre_norm=pre,
         embed_norm=True,
         final_norm=pre,
-        **fairseq_style(d, max_positions=1024),
+        **fairseq_style(f, max_positions=1024),
     )
 
 

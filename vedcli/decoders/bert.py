@@ -9,49 +9,55 @@ import re
 
 from ..config import DecoderConfig
 from ..errors import ModelError
+from ..validate import Fields, show
 from ..weights import WeightTable, linear, norm, output_head, param
 
 ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
 
 
-def bert_style(d: dict, kind: str, hidden: int = 768, layers: int = 12, heads: int = 12, mlp: int = 3072,
+def bert_style(f: Fields, kind: str, hidden: int = 768, layers: int = 12, heads: int = 12, mlp: int = 3072,
                vocab: int = 30522, pad: int = 0) -> dict:
     """DecoderConfig fields every BERT-named config (BERT, RoBERTa, ELECTRA, BERT-generation) sets the same way:
     post-norm, embedding LayerNorm, absolute learned positions. The defaults are the family's base model's."""
-    if d.get("position_embedding_type", "absolute") != "absolute":
-        raise ModelError(f"{kind} decoder with position_embedding_type '{d['position_embedding_type']}' is not supported")
+    positions = f.d.get("position_embedding_type", "absolute")
+    if positions != "absolute":
+        raise ModelError(f"{kind} decoder with position_embedding_type {show(positions)} is not supported "
+                         f"({f.name('position_embedding_type')})", f.where)  # fmt: skip
+    width, num_heads = f.count("hidden_size", hidden), f.count("num_attention_heads", heads)
+    f.divides("hidden_size", width, "num_attention_heads", num_heads)
     return dict(
-        vocab_size=d.get("vocab_size", vocab),
-        hidden_size=d.get("hidden_size", hidden),
-        num_layers=d.get("num_hidden_layers", layers),
-        num_heads=d.get("num_attention_heads", heads),
-        intermediate_size=d.get("intermediate_size", mlp),
-        activation=d.get("hidden_act", "gelu"),
-        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-        max_positions=d.get("max_position_embeddings", 512),
+        vocab_size=f.count("vocab_size", vocab),
+        hidden_size=width,
+        num_layers=f.layers("num_hidden_layers", layers),
+        num_heads=num_heads,
+        intermediate_size=f.count("intermediate_size", mlp),
+        activation=f.activation("hidden_act", "gelu"),
+        layer_norm_eps=f.eps("layer_norm_eps", 1e-12),
+        max_positions=f.count("max_position_embeddings", 512),
         pre_norm=False,
         embed_norm=True,
         head_bias=True,
-        tie_embeddings=d.get("tie_word_embeddings", True),
-        pad_token_id=d.get("pad_token_id", pad),
-        dropout=d.get("hidden_dropout_prob", 0.1),
-        embed_dropout=d.get("hidden_dropout_prob", 0.1),
-        attn_dropout=d.get("attention_probs_dropout_prob", 0.1),
-        hf=d,
+        tie_embeddings=f.flag("tie_word_embeddings", True),
+        pad_token_id=f.token("pad_token_id", pad),
+        dropout=f.fraction("hidden_dropout_prob", 0.1),
+        embed_dropout=f.fraction("hidden_dropout_prob", 0.1),
+        attn_dropout=f.fraction("attention_probs_dropout_prob", 0.1),
+        hf=f.d,
     )
 
 
-def config_from_hf(d: dict) -> DecoderConfig:
+def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
+    f = Fields(d, section, where)
     kind = d.get("model_type", "bert")
     roberta = kind in ROBERTA_LIKE
     return DecoderConfig(
         family="roberta" if roberta else "bert",
         positions="padded" if roberta else "absolute",
-        type_vocab_size=d.get("type_vocab_size", 2),
+        type_vocab_size=f.count("type_vocab_size", 2),
         head="mlm",
-        head_activation="gelu" if roberta else d.get("hidden_act", "gelu"),
-        cross_attention_size=d.get("cross_attention_hidden_size"),
-        **bert_style(d, kind, pad=1 if roberta else 0),
+        head_activation="gelu" if roberta else f.activation("hidden_act", "gelu"),
+        cross_attention_size=f.optional_count("cross_attention_hidden_size"),
+        **bert_style(f, kind, pad=1 if roberta else 0),
     )
 
 

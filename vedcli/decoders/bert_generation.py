@@ -6,12 +6,13 @@ import re
 
 from ..config import DecoderConfig
 from ..weights import WeightTable, linear, norm, output_head, param
+from ..validate import Fields
 from .bert import bert_style
 
 
-def config_from_hf(d: dict) -> DecoderConfig:
+def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
     sizes = dict(hidden=1024, layers=24, heads=16, mlp=4096, vocab=50358)
-    return DecoderConfig(family="bert-generation", **bert_style(d, "bert-generation", **sizes))
+    return DecoderConfig(family="bert-generation", **bert_style(Fields(d, section, where), "bert-generation", **sizes))
 
 
 def weight_table(cfg: DecoderConfig) -> WeightTable:

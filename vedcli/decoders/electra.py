@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from ..config import DecoderConfig
 from ..weights import WeightTable, linear, norm, output_head, param
+from ..validate import Fields
 from .bert import bert_style
 
 
-def config_from_hf(d: dict) -> DecoderConfig:
+def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
+    f = Fields(d, section, where)
     return DecoderConfig(
         family="electra",
-        embedding_size=d.get("embedding_size", 128),
-        type_vocab_size=d.get("type_vocab_size", 2),
+        embedding_size=f.count("embedding_size", 128),
+        type_vocab_size=f.count("type_vocab_size", 2),
         head="mlm",
         head_activation="gelu",  # the generator head's activation is fixed, whatever hidden_act says
-        **bert_style(d, "electra", hidden=256, heads=4, mlp=1024),
+        **bert_style(f, "electra", hidden=256, heads=4, mlp=1024),
     )
 
 

@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 from ..config import DecoderConfig
+from ..validate import Fields
 from ..weights import WeightTable, linear, norm, output_head, param
 
 
-def config_from_hf(d: dict) -> DecoderConfig:
-    c = d.get("n_embd", 768)
+def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
+    f = Fields(d, section, where)
+    c, heads = f.count("n_embd", 768), f.count("n_head", 12)
+    f.divides("n_embd", c, "n_head", heads)
     return DecoderConfig(
         family="gpt2",
-        vocab_size=d.get("vocab_size", 50257),
+        vocab_size=f.count("vocab_size", 50257),
         hidden_size=c,
-        num_layers=d.get("n_layer", 12),
-        num_heads=d.get("n_head", 12),
-        intermediate_size=d.get("n_inner") or 4 * c,
-        activation=d.get("activation_function", "gelu_new"),
-        layer_norm_eps=d.get("layer_norm_epsilon", 1e-5),
-        max_positions=d.get("n_positions", 1024),
+        num_layers=f.layers("n_layer", 12),
+        num_heads=heads,
+        intermediate_size=f.optional_count("n_inner") or 4 * c,
+        activation=f.activation("activation_function", "gelu_new"),
+        layer_norm_eps=f.eps("layer_norm_epsilon", 1e-5),
+        max_positions=f.count("n_positions", 1024),
         pre_norm=True,
         final_norm=True,
-        tie_embeddings=d.get("tie_word_embeddings", True),
-        cross_attention_size=d.get("cross_attention_hidden_size"),
-        scale_attn_by_layer=d.get("scale_attn_by_inverse_layer_idx", False),
-        pad_token_id=d.get("pad_token_id"),
-        dropout=d.get("resid_pdrop", 0.1),
-        embed_dropout=d.get("embd_pdrop", 0.1),
-        attn_dropout=d.get("attn_pdrop", 0.1),
+        tie_embeddings=f.flag("tie_word_embeddings", True),
+        cross_attention_size=f.optional_count("cross_attention_hidden_size"),
+        scale_attn_by_layer=f.flag("scale_attn_by_inverse_layer_idx", False),
+        pad_token_id=f.token("pad_token_id"),
+        dropout=f.fraction("resid_pdrop", 0.1),
+        embed_dropout=f.fraction("embd_pdrop", 0.1),
+        attn_dropout=f.fraction("attn_pdrop", 0.1),
         hf=d,
     )
 

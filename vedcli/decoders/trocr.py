@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from ..config import DecoderConfig
 from ..weights import WeightTable, output_head
+from ..validate import Fields
 from .bart import fairseq_rules, fairseq_style
 
 
-def config_from_hf(d: dict) -> DecoderConfig:
-    learned = d.get("use_learned_position_embeddings", True)
+def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
+    f = Fields(d, section, where)
+    learned = f.flag("use_learned_position_embeddings", True)
     return DecoderConfig(
         family="trocr",
         positions="absolute" if learned else "sinusoidal",
         position_offset=2 if learned else 0,
         pre_norm=False,
-        embed_norm=d.get("layernorm_embedding", True),
-        cross_attention_size=d.get("cross_attention_hidden_size"),
-        **fairseq_style(d, max_positions=512),
+        embed_norm=f.flag("layernorm_embedding", True),
+        cross_attention_size=f.optional_count("cross_attention_hidden_size"),
+        **fairseq_style(f, max_positions=512),
     )
 
 

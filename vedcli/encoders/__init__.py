@@ -7,6 +7,7 @@ from torch import nn
 
 from ..config import EncoderConfig
 from ..errors import ModelError
+from ..validate import ConfigFieldError, show
 from ..weights import WeightTable
 from . import beit, swin, vit
 
@@ -15,11 +16,26 @@ FAMILIES = {"vit": vit, "deit": vit, "beit": beit, "data2vec-vision": beit, "swi
 MODULES = {"vit": vit.ViTEncoder, "beit": beit.BeitEncoder, "swin": swin.SwinEncoder}
 
 
-def encoder_config(d: dict, where: str | None = None) -> EncoderConfig:
+def encoder_config(d: dict, where: str | None = None, section: str = "encoder") -> EncoderConfig:
+    """The EncoderConfig of a config section, every field checked (ConfigFieldError names `section.key`)."""
+    if not isinstance(d, dict):
+        raise ConfigFieldError(f"{section} must be a JSON object, got {show(d)}", where, "", section)
     kind = d.get("model_type")
     if kind not in FAMILIES:
-        raise ModelError(f"unsupported encoder model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})", where)
-    return FAMILIES[kind].config_from_hf(d)
+        raise ModelError(f"unsupported {section} model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})",
+                         where)  # fmt: skip
+    return FAMILIES[kind].config_from_hf(d, where, section)
+
+
+def encoder_parameters(cfg: EncoderConfig) -> dict[str, int]:
+    """About how many parameters the encoder has, by part: what the memory check counts before building it."""
+    c, m = cfg.hidden_size, cfg.intermediate_size
+    tokens = cfg.num_prefix_tokens + cfg.num_patches
+    return {
+        "encoder's patch embedding": c * cfg.num_channels * cfg.patch_size[0] * cfg.patch_size[1],
+        "encoder's position embeddings": tokens * c,
+        "encoder's layers": cfg.num_layers * (4 * c * c + 2 * c * m + 9 * c + m),
+    }
 
 
 def build_encoder(cfg: EncoderConfig) -> nn.Module:

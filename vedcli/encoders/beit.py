@@ -19,20 +19,22 @@ from torch import Tensor, nn
 from ..config import EncoderConfig
 from ..layers import Block, drop_path_rates
 from ..weights import WeightTable, linear, norm, param
+from ..validate import Fields
 from .vit import resize_positions, vit_style
 
 
-def config_from_hf(d: dict) -> EncoderConfig:
+def config_from_hf(d: dict, where: str | None = None, section: str = "encoder") -> EncoderConfig:
+    f = Fields(d, section, where)
     return EncoderConfig(
         family="beit",
         num_prefix_tokens=1,
-        absolute_positions=d.get("use_absolute_position_embeddings", False),
-        relative_bias=d.get("use_relative_position_bias", False),
-        shared_relative_bias=d.get("use_shared_relative_position_bias", False),
-        layer_scale=d.get("layer_scale_init_value", 0.1) > 0,
-        final_norm=not d.get("use_mean_pooling", True),
-        drop_path=d.get("drop_path_rate", 0.1),
-        **vit_style(d),
+        absolute_positions=f.flag("use_absolute_position_embeddings", False),
+        relative_bias=f.flag("use_relative_position_bias", False),
+        shared_relative_bias=f.flag("use_shared_relative_position_bias", False),
+        layer_scale=f.number("layer_scale_init_value", 0.1) > 0,
+        final_norm=not f.flag("use_mean_pooling", True),
+        drop_path=f.fraction("drop_path_rate", 0.1),
+        **vit_style(f),
     )
 
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..config import EncoderConfig
 from ..errors import ModelError
 from ..layers import MLP, DropPath, SelfAttention, drop_path_rates, merge_heads, split_heads
+from ..validate import ConfigFieldError, Fields, show
 from ..weights import Rule, WeightTable, linear, norm, param
 from .vit import resize_positions
 
@@ -42,20 +43,34 @@ class SwinSettings:
     eager: bool = False  # attention as explicit scores -> softmax -> values (Donut-Swin), else fused (SDPA)
 
     @classmethod
-    def from_hf(cls, d: dict) -> "SwinSettings":
+    def from_hf(cls, d: dict, where: str | None = None, section: str = "encoder") -> "SwinSettings":
+        f = Fields(d, section, where)
         window = d.get("window_size", 7)
-        if isinstance(window, (list, tuple)):
-            if len(set(window)) != 1:
-                raise ModelError(f"non-square Swin windows are not supported (window_size {list(window)})")
-            window = window[0]
-        return cls(
-            embed_dim=d.get("embed_dim", 96),
-            depths=tuple(d.get("depths", (2, 2, 6, 2))),
-            heads=tuple(d.get("num_heads", (3, 6, 12, 24))),
-            window=int(window),
-            mlp_ratio=float(d.get("mlp_ratio", 4.0)),
+        if isinstance(window, (list, tuple)) and window and len(set(map(repr, window))) == 1:
+            window = window[0]  # a square window given as [7, 7]
+        elif isinstance(window, (list, tuple)):
+            raise ModelError(f"non-square Swin windows are not supported ({f.name('window_size')} {show(window)})",
+                             where)  # fmt: skip
+        settings = cls(
+            embed_dim=f.count("embed_dim", 96),
+            depths=f.counts("depths", (2, 2, 6, 2), minimum=0),
+            heads=f.counts("num_heads", (3, 6, 12, 24)),
+            window=Fields({"window_size": window}, section, where).count("window_size", 7),
+            mlp_ratio=f.number("mlp_ratio", 4.0, positive=True),
             eager=d.get("model_type") == "donut-swin",
         )
+        if len(settings.depths) != len(settings.heads):
+            raise ConfigFieldError(f"{f.name('depths')} has {len(settings.depths)} stages but {f.name('num_heads')} "
+                                   f"has {len(settings.heads)}", where, "num_heads", section, also=("depths",))  # fmt: skip
+        for stage, heads in enumerate(settings.heads):
+            width = settings.width(stage)
+            if width % heads:
+                raise ConfigFieldError(f"stage {stage + 1}'s width {width} ({f.name('embed_dim')} x {2**stage}) is "
+                                       f"not divisible by its {heads} heads ({f.name('num_heads')})", where,
+                                       "num_heads", section, also=("embed_dim",))  # fmt: skip
+            if settings.mlp_width(stage) < 1:
+                raise f.fail("mlp_ratio", "large enough for an MLP of at least one unit", settings.mlp_ratio)
+        return settings
 
     def width(self, stage: int) -> int:
         return self.embed_dim * 2**stage
@@ -64,15 +79,18 @@ class SwinSettings:
         return int(self.mlp_ratio * self.width(stage))
 
 
-def config_from_hf(d: dict) -> EncoderConfig:
-    s = SwinSettings.from_hf(d)
-    if len(s.depths) != len(s.heads):
-        raise ModelError(f"Swin config has {len(s.depths)} stage depths but {len(s.heads)} head counts")
+def config_from_hf(d: dict, where: str | None = None, section: str = "encoder") -> EncoderConfig:
+    f = Fields(d, section, where)
+    s = SwinSettings.from_hf(d, where, section)
     donut = d.get("model_type") == "donut-swin"
-    absolute = bool(d.get("use_absolute_embeddings", False))
+    absolute = f.flag("use_absolute_embeddings", False)
     if donut and absolute:
         # DonutSwinModel stores one row more than there are patches and fails to add them; no checkpoint uses them.
-        raise ModelError("donut-swin with use_absolute_embeddings is not supported (the reference cannot run it)")
+        raise ModelError("donut-swin with use_absolute_embeddings is not supported (the reference cannot run it)", where)
+    image, patch = f.pair("image_size", 224), f.pair("patch_size", 4)
+    if patch[0] > image[0] or patch[1] > image[1]:
+        raise ConfigFieldError(f"{f.name('patch_size')} {list(patch)} is larger than {f.name('image_size')} "
+                               f"{list(image)}", where, "patch_size", section, also=("image_size",))  # fmt: skip
     last = len(s.depths) - 1
     return EncoderConfig(
         family="swin",
@@ -80,16 +98,16 @@ def config_from_hf(d: dict) -> EncoderConfig:
         num_layers=sum(s.depths),
         num_heads=s.heads[-1],
         intermediate_size=s.mlp_width(last),
-        activation=d.get("hidden_act", "gelu"),
-        layer_norm_eps=d.get("layer_norm_eps", 1e-5),
-        image_size=d.get("image_size", 224),
-        patch_size=d.get("patch_size", 4),
-        num_channels=d.get("num_channels", 3),
-        qkv_bias=d.get("qkv_bias", True),
+        activation=f.activation("hidden_act", "gelu"),
+        layer_norm_eps=f.eps("layer_norm_eps", 1e-5),
+        image_size=image,
+        patch_size=patch,
+        num_channels=f.count("num_channels", 3),
+        qkv_bias=f.flag("qkv_bias", True),
         num_prefix_tokens=0,
         absolute_positions=absolute,
         final_norm=not donut,
-        drop_path=d.get("drop_path_rate", 0.1),
+        drop_path=f.fraction("drop_path_rate", 0.1),
         hf=d,
     )
 

@@ -9,30 +9,38 @@ from torch import Tensor, nn
 from ..config import EncoderConfig
 from ..errors import ModelError
 from ..layers import Block
+from ..validate import ConfigFieldError, Fields
 from ..weights import WeightTable, linear, norm, param
 
 
-def vit_style(d: dict) -> dict:
-    """EncoderConfig fields ViT-named configs (ViT, DeiT, BEiT, data2vec-vision) set the same way."""
+def vit_style(f: Fields) -> dict:
+    """EncoderConfig fields ViT-named configs (ViT, DeiT, BEiT, data2vec-vision) set the same way, checked."""
+    hidden, heads = f.count("hidden_size", 768), f.count("num_attention_heads", 12)
+    f.divides("hidden_size", hidden, "num_attention_heads", heads)
+    image, patch = f.pair("image_size", 224), f.pair("patch_size", 16)
+    if patch[0] > image[0] or patch[1] > image[1]:
+        raise ConfigFieldError(f"{f.name('patch_size')} {list(patch)} is larger than {f.name('image_size')} "
+                               f"{list(image)}", f.where, "patch_size", f.section, also=("image_size",))  # fmt: skip
     return dict(
-        hidden_size=d.get("hidden_size", 768),
-        num_layers=d.get("num_hidden_layers", 12),
-        num_heads=d.get("num_attention_heads", 12),
-        intermediate_size=d.get("intermediate_size", 3072),
-        activation=d.get("hidden_act", "gelu"),
-        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-        image_size=d.get("image_size", 224),
-        patch_size=d.get("patch_size", 16),
-        num_channels=d.get("num_channels", 3),
-        dropout=d.get("hidden_dropout_prob", 0.0),
-        attn_dropout=d.get("attention_probs_dropout_prob", 0.0),
-        hf=d,
+        hidden_size=hidden,
+        num_layers=f.layers("num_hidden_layers", 12),
+        num_heads=heads,
+        intermediate_size=f.count("intermediate_size", 3072),
+        activation=f.activation("hidden_act", "gelu"),
+        layer_norm_eps=f.eps("layer_norm_eps", 1e-12),
+        image_size=image,
+        patch_size=patch,
+        num_channels=f.count("num_channels", 3),
+        dropout=f.fraction("hidden_dropout_prob", 0.0),
+        attn_dropout=f.fraction("attention_probs_dropout_prob", 0.0),
+        hf=f.d,
     )
 
 
-def config_from_hf(d: dict) -> EncoderConfig:
+def config_from_hf(d: dict, where: str | None = None, section: str = "encoder") -> EncoderConfig:
+    f = Fields(d, section, where)
     prefix = 2 if d.get("model_type") == "deit" else 1  # DeiT adds a distillation token
-    return EncoderConfig(family="vit", qkv_bias=d.get("qkv_bias", True), num_prefix_tokens=prefix, **vit_style(d))
+    return EncoderConfig(family="vit", qkv_bias=f.flag("qkv_bias", True), num_prefix_tokens=prefix, **vit_style(f))
 
 
 class ViTEncoder(nn.Module):

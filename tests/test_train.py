@@ -201,7 +201,7 @@ def test_saved_folders_are_complete_and_differ(overfit):
     best, last = load_file(run / "best" / "model.safetensors"), load_file(run / "last" / "model.safetensors")
     assert best.keys() == last.keys()
     assert any(not torch.equal(best[k], last[k]) for k in best)  # best is an earlier step than last
-    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == [".ved"]  # ved's marker, no temporary folders
 
 
 # --- resuming ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
     find . -name '*.png' | ved caption - --beams 4 --format csv
 
 Exit codes: 0 all inputs done; 1 some inputs could not be read (their rows say why, the rest are done);
-2 bad model, option or command line; 130 interrupted (what was written stays written).
+2 bad model, option or command line (or out of memory); 70 ved crashed: an unexpected error, a bug to report
+(EX_SOFTWARE); 130 interrupted (what was written stays written).
 Errors are one line, `Error: <what> (<where>)`, on stderr; VED_DEBUG=1 shows the traceback instead.
 """
 
@@ -28,6 +29,7 @@ from .runner import RunSettings, caption_inputs, is_terminal
 CAPTION_MODEL = "nlpconnect/vit-gpt2-image-captioning"
 OCR_MODEL = "printed"  # the built-in reader shipped in the package (vedcli/builtin.py)
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CRASH = 70  # an unexpected exception: a bug in ved (sysexits.h EX_SOFTWARE)
 
 
 class Device(str, Enum):
@@ -349,19 +351,61 @@ def _command(*, inputs, model, revision, beams, max_new_tokens, min_new_tokens, 
 
 
 def _exit_with(work: Callable[[], int]) -> None:
-    """Run a command's work; VedErrors become one `Error:` line and their exit code (tracebacks with VED_DEBUG=1)."""
+    """Run a command's work; VedErrors become one `Error:` line and their exit code, VedWarnings one `Warning:`
+    line, and any other exception (a bug) a line asking for a report with exit code 70 (tracebacks with
+    VED_DEBUG=1)."""
+    import warnings
+
+    from .errors import VedWarning
+    from .output import printable
+
+    debug = os.environ.get("VED_DEBUG") == "1"
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, VedWarning) and not debug:
+            print(f"Warning: {printable(str(message))}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
     _quiet_hub_downloads(sys.stderr)
-    try:
-        code = work()
-    except VedError as error:
-        if os.environ.get("VED_DEBUG") == "1":
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            code = work()
+        except VedError as error:
+            if debug:
+                raise
+            print(f"Error: {printable(str(error))}", file=sys.stderr)
+            code = error.exit_code
+        except KeyboardInterrupt:
+            print("Interrupted.", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        except (BrokenPipeError, typer.Exit, typer.Abort, typer.TyperException):
             raise
-        print(f"Error: {error}", file=sys.stderr)
-        code = error.exit_code
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        code = EXIT_INTERRUPTED
+        except Exception as error:  # noqa: BLE001 - the one place an unexpected error becomes a message
+            if debug:
+                raise
+            code = _report_crash(error)
     raise typer.Exit(code)
+
+
+def _report_crash(error: BaseException) -> int:
+    """One line for an exception ved did not expect; out of memory is the machine's limit, anything else a bug."""
+    from .output import printable
+
+    text = printable((str(error).strip() or type(error).__name__).splitlines()[0])
+    if len(text) > 200:
+        text = text[:200] + "..."
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
+        "can't allocate memory" in text
+    ):
+        print(f"Error: out of memory ({text}); try a smaller --batch-size or --beams, or a machine with more memory",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    print(f"Error: ved crashed ({type(error).__name__}: {text}); this is a bug: please report it with the output "
+          "of the same command run with VED_DEBUG=1", file=sys.stderr)  # fmt: skip
+    return EXIT_CRASH
 
 
 def run(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -399,4 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`ved ... | head`): stop quietly, and keep Python's exit-time flush quiet too.
         sys.stdout = open(os.devnull, "w")
         return EXIT_BAD_INPUT
+    except Exception as error:  # noqa: BLE001 - outside a command's work (parsing, imports): still one line
+        if os.environ.get("VED_DEBUG") == "1":
+            raise
+        return _report_crash(error)
     return code if isinstance(code, int) else EXIT_OK

@@ -8,6 +8,7 @@ are stored, so the file loads with `torch.load(weights_only=True)`: reading it r
 
 from __future__ import annotations
 
+import pickle
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoint import unpickling_refusal
 from .errors import ModelError
 
 STATE_FILE = "training_state.pt"
@@ -76,8 +78,11 @@ class TrainingState:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise ModelError("no training state to resume from", str(path)) from None
+        except pickle.UnpicklingError as error:  # it names code to run (refused, nothing ran), or it is damaged
+            raise ModelError(f"cannot read training state: {unpickling_refusal(error)}", str(path)) from None
         except Exception as error:  # a damaged or foreign file
-            raise ModelError(f"cannot read training state: {error}", str(path)) from None
+            first = (str(error).strip() or type(error).__name__).splitlines()[0]
+            raise ModelError(f"cannot read training state: {first}", str(path)) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ModelError("not a ved training state (or from another ved version)", str(path))
         return cls(

@@ -49,13 +49,24 @@ def expand_inputs(args: list[str], stdin: TextIO) -> list[InputItem]:
             if stdin_read:
                 continue  # stdin is read once; a second `-` has nothing left to give
             stdin_read = True
-            for line in stdin:
+            for line in _stdin_lines(stdin):
                 path = line.rstrip("\r\n")
                 if path.strip():
                     items.extend(_expand_path(path))
         else:
             items.extend(_expand_path(arg))
     return items
+
+
+def _stdin_lines(stdin: TextIO):
+    """stdin's lines as file names: its bytes decoded as the file system decodes names (os.fsdecode), so a name
+    that is not UTF-8, or binary data piped by mistake, becomes names to report rather than a decoding error."""
+    buffer = getattr(stdin, "buffer", None)
+    if buffer is None:  # a text-only stream (io.StringIO)
+        yield from stdin
+        return
+    for raw in buffer:
+        yield os.fsdecode(raw)
 
 
 def _expand_path(path: str) -> list[InputItem]:

@@ -261,6 +261,8 @@ def train(
     clip_norm: Annotated[float | None, _opt("--clip-norm", "Clip the gradient norm to this; 0: never "
                                             "(default: 1).")] = None,
     label_smoothing: Annotated[float | None, _opt("--label-smoothing", "Label smoothing (default: 0).")] = None,
+    ctc_weight: Annotated[float | None, _opt("--ctc-weight", "Add this times a CTC loss on the encoder's output, "
+                                             "from a training-only head (e.g. 0.3; default: 0, none).")] = None,
     freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train the decoder only.")] = False,
     dtype: Annotated[DType | None, _opt("--dtype", "fp32, or mixed precision: bf16 (CPU or CUDA), fp16 (CUDA); "
                                         "weights stay fp32 (default: fp32).")] = None,

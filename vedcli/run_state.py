@@ -1,9 +1,10 @@
 """What `ved train --resume` needs beyond the weights: RUN/last/training_state.pt.
 
 It holds the step, the position in the data (epoch and batches taken from it), the optimizer's moments, the fp16
-gradient scaler, the best evaluation so far, and every random state training draws from (torch's CPU and CUDA
-generators, Python's and NumPy's, and the data loader's), one set per process. Only tensors and plain Python values
-are stored, so the file loads with `torch.load(weights_only=True)`: reading it runs no code.
+gradient scaler, the weights of auxiliary training heads (ctc.py's, which no checkpoint holds), the best evaluation
+so far, and every random state training draws from (torch's CPU and CUDA generators, Python's and NumPy's, and the
+data loader's), one set per process. Only tensors and plain Python values are stored, so the file loads with
+`torch.load(weights_only=True)`: reading it runs no code.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class TrainingState:
     optimizer: dict[str, Any] = field(default_factory=dict)
     scaler: dict[str, Any] | None = None
     rng: list[dict[str, Any]] = field(default_factory=list)  # one per process, in rank order
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # auxiliary training heads' state dicts, by name
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / STATE_FILE
@@ -67,6 +69,7 @@ class TrainingState:
             "optimizer": self.optimizer,
             "scaler": self.scaler,
             "rng": self.rng,
+            "heads": self.heads,
         }
         torch.save(data, path)
         return path
@@ -92,6 +95,7 @@ class TrainingState:
             optimizer=data["optimizer"],
             scaler=data["scaler"],
             rng=data["rng"],
+            heads=data.get("heads", {}),
         )
 
 

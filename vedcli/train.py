@@ -7,7 +7,8 @@ run the model on each with teacher forcing (decoder inputs are the labels shifte
 padding -100 read as the pad token, exactly the reference's `forward(pixel_values, labels)`); sum the cross-entropy
 over every target token of the step, in all processes, and divide by their number, so the loss and the gradient are
 those of one big batch however it is split over accumulation and processes; clip the gradient norm; AdamW update at
-the scheduled learning rate (optim.py).
+the scheduled learning rate (optim.py). With `ctc_weight` > 0 an auxiliary CTC loss on the encoder's output, from a
+head that only the training state holds, is added to the loss (ctc.py).
 
 A run folder holds:
     RUN/train_args.json    the settings (what --resume reads back) and facts about the run
@@ -43,6 +44,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from .checkpoint import load_state_dict, read_json
 from .config import DecoderConfig
+from .ctc import STATE_KEY as CTC_STATE
+from .ctc import WithCTC, ctc_loss, new_head, special_ids
+from .ctc import targets as ctc_targets
 from .data import IGNORE_INDEX, BadRow, Example, ImageTextDataset, collate, read_examples, split_examples
 from .decoding import SpecialTokens
 from .distributed import Distributed
@@ -63,7 +67,7 @@ METRICS = ("loss", "cer", "wer", "bleu")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Settings a resumed run must keep: changing them would make it a different run.
 FIXED_ON_RESUME = ("model", "revision", "data", "val_data", "val_split", "batch_size", "grad_accum", "seed",
-                   "freeze_encoder", "max_target_length")
+                   "freeze_encoder", "max_target_length", "ctc_weight")
 
 
 @dataclass
@@ -85,6 +89,7 @@ class TrainOptions:
     weight_decay: float = 0.0  # AdamW decoupled decay, matrices only
     clip_norm: float = 1.0  # gradient norm limit; 0: no clipping
     label_smoothing: float = 0.0
+    ctc_weight: float = 0.0  # weight of an auxiliary CTC loss on the encoder's output (ctc.py); 0: none
     freeze_encoder: bool = False  # train the decoder (and the projection between them) only
     dtype: str = "fp32"  # fp32, or mixed precision: bf16 (CPU or CUDA), fp16 (CUDA, with loss scaling)
     device: str = "auto"
@@ -186,6 +191,10 @@ def validate(o: TrainOptions) -> None:
         raise OptionError(f"must be 0 (no clipping) or more, got {o.clip_norm}", "--clip-norm")
     if not 0 <= o.label_smoothing < 1:
         raise OptionError(f"must be in [0, 1), got {o.label_smoothing}", "--label-smoothing")
+    if not (isinstance(o.ctc_weight, (int, float)) and math.isfinite(o.ctc_weight) and o.ctc_weight >= 0):
+        raise OptionError(f"must be 0 (no CTC loss) or more, got {o.ctc_weight}", "--ctc-weight")
+    if o.ctc_weight > 0 and o.freeze_encoder:
+        raise OptionError("a CTC loss on the encoder has nothing to train with --freeze-encoder", "--ctc-weight")
     if o.schedule not in SCHEDULES:
         raise OptionError(f"unknown schedule '{o.schedule}' (use {', '.join(SCHEDULES)})", "--schedule")
     if o.metric not in METRICS:
@@ -394,14 +403,15 @@ class Trainer:
         o, group = self.o, self.group
         self.amp_dtype = PRECISIONS[o.dtype]
         self.scaler = torch.amp.GradScaler("cuda") if o.dtype == "fp16" else None
-        self.optimizer = make_optimizer(self.model, o.lr, o.weight_decay)
+        trained = self._ctc_head() if o.ctc_weight > 0 else self.model  # the model, or it and the CTC head
+        self.optimizer = make_optimizer(trained, o.lr, o.weight_decay)
         self.trainable = [p for param_group in self.optimizer.param_groups for p in param_group["params"]]
-        self.net = self.model
+        self.net = trained
         if group.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(trained, device_ids=ids)
         if o.resume:
             self.optimizer.load_state_dict(self.state.optimizer)
             if self.scaler is not None and self.state.scaler:
@@ -412,6 +422,17 @@ class Trainer:
             self.state.world_size = group.world
         if self.state.best.metric != o.metric:  # a new run, or a resumed one judged by another metric from now on
             self.state.best = Best(metric=o.metric)
+
+    def _ctc_head(self) -> WithCTC:
+        """The auxiliary CTC head (new, or resumed from the training state) and the module that trains it along."""
+        self.ctc_head = new_head(self.model, self.o.seed)
+        self.ctc_special = torch.tensor(special_ids(self.tokenizer, self.model.config.decoder_start_token_id,
+                                                    self.model.config.pad_token_id, self.eos))
+        if self.o.resume:
+            if CTC_STATE not in self.state.heads:
+                raise ModelError("the training state holds no CTC head", str(self.run_dir / "last"))
+            self.ctc_head.load_state_dict(self.state.heads[CTC_STATE])
+        return WithCTC(self.model, self.ctc_head)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -433,9 +454,9 @@ class Trainer:
                 self.model.train()
                 while pos.step < self.total_steps and not result.interrupted:
                     for update in self._updates():
-                        loss, tokens, images, grad_norm, lr = self.step(update)
+                        loss, tokens, images, grad_norm, lr, ctc = self.step(update)
                         epoch_done = self._advance(len(update))
-                        window.add(loss, tokens, images, grad_norm)
+                        window.add(loss, tokens, images, grad_norm, ctc)
                         if pos.step % self.o.log_every == 0 or pos.step == self.total_steps:
                             self.reporter.train({"step": pos.step, "total_steps": self.total_steps,
                                                  "epoch": self._epoch(), "lr": lr, **window.flush()})
@@ -521,26 +542,37 @@ class Trainer:
                     (tmp / ARGS_FILE).write_text(text, encoding="utf-8")
         group.barrier()
 
-    def step(self, batches: list[dict[str, Tensor]]) -> tuple[float, int, int, float | None, float]:
+    def step(self, batches: list[dict[str, Tensor]]) -> tuple[float, int, int, float | None, float, Any]:
         """One optimizer update from `batches` (this process's share of the step); returns the step's mean loss
-        per target token, its target tokens and images (all processes), the gradient norm before clipping, and
-        the learning rate used."""
+        per target token, its target tokens and images (all processes), the gradient norm before clipping, the
+        learning rate used, and with a CTC head its mean CTC loss per text id and the text ids (else None).
+
+        With a CTC head the loss minimised is the token loss + ctc_weight x the CTC loss per text id."""
         o, group, model = self.o, self.group, self.model
         counts = [int((b["labels"] != IGNORE_INDEX).sum()) for b in batches]
-        totals = group.sum(torch.tensor([sum(counts), sum(len(b["labels"]) for b in batches)], dtype=torch.float64))
-        tokens, images = int(totals[0]), int(totals[1])
+        with_ctc = o.ctc_weight > 0
+        ctc_ids = sum(int(ctc_targets(b["labels"], self.ctc_special)[1].sum()) for b in batches) if with_ctc else 0
+        totals = group.sum(torch.tensor([sum(counts), sum(len(b["labels"]) for b in batches), ctc_ids],
+                                        dtype=torch.float64))
+        tokens, images, ctc_ids = int(totals[0]), int(totals[1]), int(totals[2])
         # DistributedDataParallel averages gradients over processes: scale by their number to get the sum
         scale = group.world / max(tokens, 1)
+        ctc_scale = o.ctc_weight * group.world / max(ctc_ids, 1)
         step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        step_ctc = torch.zeros((), dtype=torch.float64, device=self.device)
         for i, batch in enumerate(batches):
             sync = i == len(batches) - 1 or not group.enabled
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 pixels = batch["pixel_values"].to(self.device, non_blocking=True)
                 labels = batch["labels"].to(self.device, non_blocking=True)
                 with self._autocast():
-                    logits = self.net(pixel_values=pixels, decoder_input_ids=model.shift_right(labels)).logits
-                loss = token_loss(logits, labels, o.label_smoothing)
+                    out = self.net(pixel_values=pixels, decoder_input_ids=model.shift_right(labels))
+                loss = token_loss(out.logits, labels, o.label_smoothing)
                 scaled = loss * scale
+                if with_ctc:
+                    ctc = ctc_loss(out.ctc_logits, labels, self.ctc_special, self.ctc_head.blank)
+                    scaled = scaled + ctc * ctc_scale
+                    step_ctc += ctc.detach().double()
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             step_loss += loss.detach().double()
         if self.scaler is not None:
@@ -558,7 +590,8 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         mean = float(group.sum(step_loss)) / max(tokens, 1)
-        return mean, tokens, images, grad_norm, lr
+        ctc = (float(group.sum(step_ctc)) / max(ctc_ids, 1), ctc_ids) if with_ctc else None
+        return mean, tokens, images, grad_norm, lr, ctc
 
     # --- evaluation and checkpoints ---------------------------------------------------------------------------
 
@@ -628,6 +661,7 @@ class Trainer:
             self.state.optimizer = self.optimizer.state_dict()
             self.state.scaler = self.scaler.state_dict() if self.scaler is not None else None
             self.state.rng = rng
+            self.state.heads = {CTC_STATE: self.ctc_head.state_dict()} if self.o.ctc_weight > 0 else {}
             with atomic_folder(self.run_dir / "last", force=True) as tmp:
                 self._write_model(tmp)
                 self.state.save(tmp)
@@ -642,12 +676,17 @@ class _Window:
         self.loss = 0.0
         self.tokens = self.images = 0
         self.grad_norm: float | None = None
+        self.ctc: tuple[float, int] | None = None  # CTC loss summed, text ids
 
-    def add(self, loss: float, tokens: int, images: int, grad_norm: float | None) -> None:
+    def add(self, loss: float, tokens: int, images: int, grad_norm: float | None,
+            ctc: tuple[float, int] | None = None) -> None:
         self.loss += loss * tokens
         self.tokens += tokens
         self.images += images
         self.grad_norm = grad_norm
+        if ctc is not None:
+            total, ids = self.ctc or (0.0, 0)
+            self.ctc = (total + ctc[0] * ctc[1], ids + ctc[1])
 
     def flush(self) -> dict[str, Any]:
         now = time.perf_counter()
@@ -656,6 +695,8 @@ class _Window:
             "images_per_s": self.images / max(now - self.start, 1e-9),
             "grad_norm": self.grad_norm,
         }
+        if self.ctc is not None:
+            out["ctc_loss"] = self.ctc[0] / max(self.ctc[1], 1)
         self.__init__()
         return out
 

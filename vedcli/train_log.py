@@ -7,7 +7,8 @@ metrics.jsonl gets one JSON object per event, appended as it happens:
      "best": true, "samples": [{"file": "...", "reference": "...", "prediction": "..."}]}
 
 `loss` is the mean training loss per target token over the steps since the previous "train" event (label smoothing
-included when asked for); `val_loss` is the plain cross-entropy per target token over the whole validation set.
+included when asked for); with a CTC head, `ctc_loss` is its CTC loss per text token over the same steps (ctc.py;
+`loss` leaves it out); `val_loss` is the plain cross-entropy per target token over the whole validation set.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ class Reporter:
         if self.bar is not None:
             self.bar.update(record)
         else:
+            ctc = f"ctc {record['ctc_loss']:.4f}  " if "ctc_loss" in record else ""
             self.say(
                 f"step {record['step']}/{record['total_steps']}  epoch {record['epoch']:.2f}  "
-                f"loss {record['loss']:.4f}  lr {record['lr']:.3g}  {record['images_per_s']:.1f} images/s"
+                f"loss {record['loss']:.4f}  {ctc}lr {record['lr']:.3g}  {record['images_per_s']:.1f} images/s"
             )
 
     def step_done(self, step: int) -> None:

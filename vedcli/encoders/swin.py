@@ -60,8 +60,10 @@ class SwinSettings:
             eager=d.get("model_type") == "donut-swin",
         )
         if len(settings.depths) != len(settings.heads):
-            raise ConfigFieldError(f"{f.name('depths')} has {len(settings.depths)} stages but {f.name('num_heads')} "
-                                   f"has {len(settings.heads)}", where, "num_heads", section, also=("depths",))  # fmt: skip
+            raise ConfigFieldError(
+                f"{f.name('depths')} has {len(settings.depths)} stages but {f.name('num_heads')} has "
+                f"{len(settings.heads)}", where, "num_heads", section, also=("depths",),
+            )
         for stage, heads in enumerate(settings.heads):
             width = settings.width(stage)
             if width % heads:
@@ -86,7 +88,8 @@ def config_from_hf(d: dict, where: str | None = None, section: str = "encoder") 
     absolute = f.flag("use_absolute_embeddings", False)
     if donut and absolute:
         # DonutSwinModel stores one row more than there are patches and fails to add them; no checkpoint uses them.
-        raise ModelError("donut-swin with use_absolute_embeddings is not supported (the reference cannot run it)", where)
+        raise ModelError("donut-swin with use_absolute_embeddings is not supported (the reference cannot run it)",
+                         where)  # fmt: skip
     image, patch = f.pair("image_size", 224), f.pair("patch_size", 4)
     if patch[0] > image[0] or patch[1] > image[1]:
         raise ConfigFieldError(f"{f.name('patch_size')} {list(patch)} is larger than {f.name('image_size')} "

@@ -24,6 +24,17 @@ from vedcli.model import load_model
 from vedcli.train import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
+# Two processes sum the same numbers in another order (per-process partial sums, then all-reduce), so results agree
+# to float32 rounding of the values' own scale, not to a fixed number of decimals: how many units in the last place
+# depends on the CPU's kernels (AVX-512 vs AVX2 sum in other blocks). 256 float32 ulps of the value's size is far
+# below any real difference (a loss scaled by the process count, a missing example) and above what reduction order
+# and Adam's amplification of near-zero gradients over four steps give on either kind of CPU.
+ULPS = 256
+
+
+def close(a: float, b: float) -> bool:
+    """Whether `a` and `b` agree to ULPS float32 units in the last place of their size (at least 1)."""
+    return abs(a - b) <= ULPS * torch.finfo(torch.float32).eps * max(abs(a), abs(b), 1.0)
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):
@@ -49,12 +60,12 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):
     losses_two = [e["loss"] for e in events(two, "train")]
     losses_one = [e["loss"] for e in events(single, "train")]
     assert len(losses_two) == len(losses_one) == 4
-    assert max(abs(a - b) for a, b in zip(losses_two, losses_one)) < 1e-5
+    assert all(close(a, b) for a, b in zip(losses_two, losses_one)), (losses_two, losses_one)
     assert losses_one[0] != losses_one[-1]
     evals_two, evals_one = events(two, "eval"), events(single, "eval")
     assert [e["step"] for e in evals_two] == [e["step"] for e in evals_one] == [2, 4]
     for a, b in zip(evals_two, evals_one):
-        assert abs(a["val_loss"] - b["val_loss"]) < 1e-5
+        assert close(a["val_loss"], b["val_loss"]), (a["val_loss"], b["val_loss"])
         assert a["samples"] == b["samples"] and len(a["samples"]) == 5  # every validation example, in order
         assert (a["cer"], a["wer"], a["bleu"]) == (b["cer"], b["wer"], b["bleu"])
     # The final models compute the same function. (Weights are compared through it, not one by one: some gradients
@@ -65,7 +76,10 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):
     ids = torch.randint(0, models[0].config.decoder.vocab_size, (3, 6), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a, b = (m(pixel_values=batch, decoder_input_ids=ids).logits for m in models)
-    assert (a - b).abs().max().item() < 1e-4
+    # Adam turns those rounding-level gradients into lr-sized weight steps, so the functions agree to a small fraction
+    # of the logits' scale rather than to ulps (measured: 7e-6 of it on an AVX-512 CPU); a real difference (a process
+    # training on other examples, gradients not averaged) moves them by far more than 1e-3 of it.
+    assert (a - b).abs().max().item() <= 1e-3 * a.abs().max().item()
     assert (two / "best" / "model.safetensors").exists()
     state = torch.load(two / "last" / "training_state.pt", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2  # each process's random state, for --resume

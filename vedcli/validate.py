@@ -100,7 +100,10 @@ class Fields:
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
+        """true or false; null reads as false, as transformers' `if config.x:` reads it."""
         value = self.d.get(key, default)
+        if value is None:
+            return False
         if not isinstance(value, bool):
             raise self.fail(key, "true or false", value)
         return value

@@ -199,7 +199,7 @@ def check_memory(parts: dict[str, int], bytes_each: int, where: str | None, sect
         return
     largest = max(parts, key=parts.get)
     raise ConfigFieldError(
-        f"the model is too large for this machine: about {total:.3g} parameters (most in the {largest}) need "
+        f"the model is too large for this machine: about {total:.2g} parameters (most in the {largest}) need "
         f"{gigabytes(total * bytes_each)} at {bytes_each} bytes each, and this machine has {gigabytes(memory)} "
         "of memory", where, "", section,
     )

@@ -9,7 +9,7 @@ import re
 
 from ..config import DecoderConfig
 from ..errors import ModelError
-from ..validate import Fields, show
+from ..validate import Fields
 from ..weights import WeightTable, linear, norm, output_head, param
 
 ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
@@ -21,7 +21,7 @@ def bert_style(f: Fields, kind: str, hidden: int = 768, layers: int = 12, heads:
     post-norm, embedding LayerNorm, absolute learned positions. The defaults are the family's base model's."""
     positions = f.d.get("position_embedding_type", "absolute")
     if positions != "absolute":
-        raise ModelError(f"{kind} decoder with position_embedding_type {show(positions)} is not supported "
+        raise ModelError(f"{kind} decoder with position_embedding_type '{positions}' is not supported "
                          f"({f.name('position_embedding_type')})", f.where)  # fmt: skip
     width, num_heads = f.count("hidden_size", hidden), f.count("num_attention_heads", heads)
     f.divides("hidden_size", width, "num_attention_heads", num_heads)

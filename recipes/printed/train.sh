@@ -11,6 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 BIN=${BIN:-$root/.venv/bin}
+VED=${VED:-$BIN/ved}
 RUN=${RUN:-$root/../reader}
 STAGE=${STAGE:-a}
 LINES=${LINES:-60000}
@@ -19,6 +20,7 @@ WORKERS=${WORKERS:-$(nproc)}
 STEPS=${STEPS:-100000}
 LR=${LR:-1e-3}
 BATCH=${BATCH:-32}
+CTC=${CTC:-0.3}  # weight of the auxiliary CTC loss on the encoder (a training-only head)
 FROM=${FROM:-}
 mkdir -p "$RUN"
 if grep -q -E 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null || [ "${DEVICE:-cpu}" = cuda ]; then DTYPE=bf16; else DTYPE=fp32; fi
@@ -37,7 +39,7 @@ model="$RUN/init"
 if [ -n "$FROM" ]; then
   model="$FROM"
 elif [ ! -f "$model/config.json" ]; then
-  "$BIN/ved" compose vit trocr-small -o "$model" \
+  "$VED" compose vit trocr-small -o "$model" \
     --encoder-config image_size=[32,1280] --encoder-config patch_size=[32,8] --encoder-config hidden_size=256 \
     --encoder-config num_hidden_layers=6 --encoder-config num_attention_heads=4 --encoder-config intermediate_size=1024 \
     --decoder-config d_model=256 --decoder-config decoder_layers=3 --decoder-config decoder_attention_heads=4 \
@@ -50,10 +52,10 @@ fi
 run="$RUN/run-$STAGE"
 common=(--device "${DEVICE:-cpu}" --dtype "$DTYPE" --workers "${TRAIN_WORKERS:-1}")
 if [ -d "$run/last" ]; then
-  nice "$BIN/ved" train --output "$run" --resume "${common[@]}" 2>&1 | tee -a "$RUN/train-$STAGE.log"
+  nice "$VED" train --output "$run" --resume "${common[@]}" 2>&1 | tee -a "$RUN/train-$STAGE.log"
 else
-  nice "$BIN/ved" train --model "$model" --data "$data" --val-data "$RUN/val" --output "$run" "${common[@]}" \
+  nice "$VED" train --model "$model" --data "$data" --val-data "$RUN/val" --output "$run" "${common[@]}" \
     --max-steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --warmup-steps 1000 --schedule cosine \
-    --weight-decay 0.01 --eval-every 1000 --save-every 250 --log-every 50 --metric cer --samples 3 \
+    --weight-decay 0.01 --ctc-weight "$CTC" --eval-every 1000 --save-every 250 --log-every 50 --metric cer --samples 3 \
     2>&1 | tee -a "$RUN/train-$STAGE.log"
 fi

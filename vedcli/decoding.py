@@ -356,8 +356,14 @@ class SamplingDecoder(GreedyDecoder):
         self.generator = generator
 
     def choose(self, scores: torch.Tensor) -> torch.Tensor:
-        probs = scores.softmax(dim=-1)
+        probs = _drawable(scores.softmax(dim=-1))
         return torch.multinomial(probs, num_samples=1, generator=self.generator).squeeze(1)
+
+
+def _drawable(probs: torch.Tensor) -> torch.Tensor:
+    """Rows of probabilities torch.multinomial accepts: a row NaN scores made NaN becomes uniform (no host sync); its
+    scores stay NaN, and `generate` reports them instead of crashing in the draw."""
+    return probs.masked_fill(probs.isnan().any(dim=-1, keepdim=True), 1.0)
 
 
 def _take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -424,7 +430,7 @@ class BeamSearchDecoder:
             if self.generator is None:
                 cand_scores, flat = torch.topk(totals, k=width)
             else:
-                flat = torch.multinomial(totals.softmax(dim=-1), num_samples=width, generator=self.generator)
+                flat = torch.multinomial(_drawable(totals.softmax(dim=-1)), num_samples=width, generator=self.generator)
                 cand_scores, order = totals.gather(1, flat).sort(dim=-1, descending=True)  # best first, as
                 flat = flat.gather(1, order)  # transformers >= 5.24 ranks sampled candidates
             cand_beam = flat // vocab
@@ -517,12 +523,39 @@ def make_decoder(
     return GreedyDecoder(options, special, procs)
 
 
+def _check_decoding_memory(model: StepModel, images: int, options: ResolvedOptions) -> None:
+    """Refuse, before allocating it, decoding state (self-attention cache, scores) larger than the device's memory."""
+    from .validate import gigabytes, physical_memory
+
+    cfg = getattr(getattr(model, "config", None), "decoder", None)
+    if cfg is None:
+        return
+    device, itemsize = getattr(model, "device", torch.device("cpu")), getattr(model, "dtype", torch.float32).itemsize
+    rows = images * options.rows_per_image
+    cache = 2 * cfg.num_layers * rows * options.max_length * cfg.hidden_size * itemsize  # keys and values
+    scores = 4 * rows * cfg.vocab_size * 4  # float32 logits, log-probabilities, processed and summed scores
+    memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else physical_memory()
+    if memory is None or cache + scores <= memory:
+        return
+    flag = "--beams" if options.num_beams > 1 else "--num-return-sequences" if options.rows_per_image > 1 else (
+        "--batch-size")
+    raise OptionError(f"decoding {images} images with {options.rows_per_image} rows each for up to "
+                      f"{options.max_new_tokens} new tokens needs about {gigabytes(cache + scores)}, more than the "
+                      f"{gigabytes(memory)} of memory this machine has", where=flag)  # fmt: skip
+
+
 def generate(
     model: StepModel, pixel_values: torch.Tensor, options: ResolvedOptions, gen: GenerationConfig
 ) -> Generation:
     """Decode every image of `pixel_values` (B, 3, H, W) with `model`, as transformers' generate() would."""
     special = SpecialTokens.from_config(gen)
+    _check_decoding_memory(model, pixel_values.shape[0], options)
     with torch.inference_mode():
         enc = model.encode(pixel_values)
     decoder = make_decoder(options, special, enc.device)
-    return decoder.run(model, enc)
+    out = decoder.run(model, enc)
+    if bool(out.scores.isnan().any()):  # NaN logits: text made of them means nothing
+        bad = int(out.scores.isnan().view(enc.shape[0], -1).any(dim=1).sum())
+        raise ModelError(f"the model computed NaN scores for {bad} of {enc.shape[0]} images: its weights hold NaN or "
+                         "inf values, or a decoding option is extreme")  # fmt: skip
+    return out

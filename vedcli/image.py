@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageOps
 
 from vedcli.errors import InputError, ModelError
+from vedcli.validate import check_image_size
 
 PROCESSOR_FILE = "preprocessor_config.json"  # the image processor's own file
 NESTED_PROCESSOR_FILE = "processor_config.json"  # transformers 5: {"image_processor": {...}, ...}; wins when present
@@ -271,6 +272,8 @@ def _size_dict(size: Any, name: str, allowed: tuple[set[str], ...]) -> dict[str,
     for key, value in size.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ModelError(f"{name}[{key!r}] must be a positive integer, got {value!r}")
+    height = size.get("height") or size.get("max_height") or size["shortest_edge"]
+    check_image_size(height, size.get("width") or size.get("max_width") or size.get("longest_edge") or height, name)
     return dict(size)
 
 
@@ -517,10 +520,14 @@ def open_image(path: str | Path) -> Image.Image:
     """Read an image file fully, turn it upright (EXIF orientation) and convert it to RGB."""
     where = str(path)
     path = Path(path)
-    if path.is_dir():
-        raise InputError("is a directory, not an image file", where=where)
-    if not path.exists():
-        raise InputError("no such image file", where=where)
+    try:
+        if path.is_dir():
+            raise InputError("is a directory, not an image file", where=where)
+        if not path.exists():
+            raise InputError("no such image file", where=where)
+    except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte in it, ...
+        reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else "not a valid file name"
+        raise InputError(f"cannot open image file: {reason}", where=where) from None
     try:
         if path.stat().st_size == 0:
             raise InputError("image file is empty", where=where)

@@ -225,10 +225,14 @@ def test_bad_option_combination_names_the_flag(checkpoint, tmp_path: Path) -> No
 def test_no_inputs(images, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    for args, stdin in [([str(empty)], None), (["-"], "\n\n"), ([], None)]:
+    for args, stdin, message in [
+        ([str(empty)], None, f"the folder holds no image files ({empty})"),
+        (["-"], "\n\n", "no paths were read from stdin (-)"),
+        ([], None, "give image files, folders, or - to read paths from stdin (INPUT)"),
+    ]:
         result = invoke("caption", *args, "--model", "unused/model", input=stdin)
         assert (result.exit_code, result.stdout) == (2, "")
-        assert result.stderr == "Error: no inputs: give image files, folders, or - to read paths from stdin (INPUT)\n"
+        assert result.stderr == f"Error: no inputs: {message}\n"
 
 
 def test_ved_debug_shows_the_traceback(images, tmp_path: Path) -> None:
@@ -291,6 +295,7 @@ class FakePipeline:
     output: Path | None = None  # if set, each run records what the output file held when it was called
     seen_output: list[str] = []
     interrupt_at: int | None = None  # raise KeyboardInterrupt on this run (0-based)
+    processor = None  # images reach run() as open_image decodes them, unshrunk
 
     @classmethod
     def load(cls, model, revision=None, device="auto", dtype=None):

@@ -12,15 +12,9 @@ Names are imported on first use, so that `import vedcli` (and `ved --help`) does
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from .errors import InputError, ModelError, OptionError, VedError
-
-try:
-    __version__ = version("vedcli")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
 
 # public name -> the module that holds it
 _LAZY = {
@@ -40,6 +34,15 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # looked up on first use: importlib.metadata takes a while to import
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("vedcli")
+        except PackageNotFoundError:  # running from a source tree
+            value = "0.0.0"
+        globals()[name] = value
+        return value
     if name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

@@ -5,7 +5,8 @@
 
 Exit codes: 0 all inputs done; 1 some inputs could not be read (their rows say why, the rest are done);
 2 bad model, option or command line (or out of memory); 70 ved crashed: an unexpected error, a bug to report
-(EX_SOFTWARE); 130 interrupted (what was written stays written).
+(EX_SOFTWARE); 130 interrupted, at any moment (what was written stays written); 141 the reader of the output went
+away (`ved ... | head`: 128 + SIGPIPE, as a shell reports any tool that a closed pipe stops; nothing is printed).
 Errors are one line, `Error: <what> (<where>)`, on stderr; VED_DEBUG=1 shows the traceback instead.
 """
 
@@ -13,16 +14,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, TextIO
+from pathlib import Path
+from typing import Annotated, Any, TextIO
 
-import typer
+from . import interrupts
 
-from . import __version__
-from .errors import VedError
-from .runner import RunSettings, caption_inputs, is_terminal
+# Ctrl-C from the moment the `ved` program starts, typer's import below included (vedcli/interrupts.py); when the
+# module is imported by other code, main() does this instead.
+if Path(sys.argv[0]).name == "ved" or getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name",
+                                              None) == "vedcli.__main__":
+    interrupts.starting()
+
+import typer  # noqa: E402
+from typer.core import TyperCommand  # noqa: E402
+
+from .errors import OptionError, VedError  # noqa: E402
+from .options import DecodingOptions  # noqa: E402  (no torch)
+from .runner import RunSettings, caption_inputs, is_terminal  # noqa: E402
 
 # Modules that import torch are imported where a command needs them, so that `ved --help` starts at once.
 
@@ -30,6 +42,7 @@ CAPTION_MODEL = "nlpconnect/vit-gpt2-image-captioning"
 OCR_MODEL = "printed"  # the built-in reader shipped in the package (vedcli/builtin.py)
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CRASH = 70  # an unexpected exception: a bug in ved (sysexits.h EX_SOFTWARE)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the output's reader went away
 
 
 class Device(str, Enum):
@@ -51,56 +64,116 @@ class Format(str, Enum):
     tsv = "tsv"
 
 
+# --output's extension -> the format written when --format is not given (any other extension: text)
+FORMAT_OF_EXTENSION = {".jsonl": Format.jsonl, ".csv": Format.csv, ".tsv": Format.tsv, ".txt": Format.text}
+
+
+def _output_format(given: Format | None, output: str | None) -> Format:
+    """--format when given, else the one the --output file's extension names, else text."""
+    if given is not None:
+        return given
+    if output in (None, "-"):
+        return Format.text
+    return FORMAT_OF_EXTENSION.get(Path(output).suffix.lower(), Format.text)
+
+
+class _Command(TyperCommand):
+    """Plain help, as click writes it: `--beams INTEGER`, not typer's `<int>` labels (and none on an argument,
+    whose name says what it is)."""
+
+    TYPES = {"<int>": "INTEGER", "<float>": "FLOAT", "<str>": "TEXT"}
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"argument": [], "option": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and param.param_type_name in sections:
+                name, text = record
+                sections[param.param_type_name].append((self._clean(name, param.param_type_name), text))
+        for title, kind in (("Arguments", "argument"), ("Options", "option")):
+            if sections[kind]:
+                with formatter.section(title):
+                    formatter.write_dl(sections[kind])
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [re.sub(r"^\{(.*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]  # {MODEL}: MODEL
+
+    @classmethod
+    def _clean(cls, name: str, kind: str) -> str:
+        match = re.fullmatch(r"(.*) (<[^<>]*>)", name)
+        if match is None:
+            return name
+        if kind == "argument":
+            return match.group(1)
+        label = match.group(2)
+        return f"{match.group(1)} {cls.TYPES.get(label, '[' + label[1:-1] + ']')}"
+
+
 app = typer.Typer(
     name="ved",
     help="Image captioning and OCR with vision encoder-decoder models, in plain PyTorch.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no boxes, no type labels (see _Command)
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def _show_version(value: bool) -> None:
     if value:
+        from . import __version__
+
         typer.echo(f"ved {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", help="Show the version and exit.", callback=_show_version, is_eager=True)
     ] = False,
 ) -> None:
     """Image captioning and OCR with vision encoder-decoder models, in plain PyTorch."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # ved's own limit (--max-pixels) replaces PIL's warning and error
+    ctx.call_on_close(interrupts.started)  # Ctrl-C is a KeyboardInterrupt again once the command is done
 
 
 # The options both commands share, declared once.
 Inputs = Annotated[
     list[str] | None,
-    typer.Argument(metavar="INPUT...", help="Image files, folders (searched recursively), or - to read paths from stdin.",
+    typer.Argument(metavar="INPUT", help="Image files, folders (searched recursively), or - to read paths from stdin.",
                    show_default=False),
 ]
-Revision = Annotated[str | None, typer.Option("--revision", help="Hub branch, tag or commit.")]
+Revision = Annotated[str | None, typer.Option("--revision", metavar="REV", help="Hub branch, tag or commit.")]
 Beams = Annotated[int | None, typer.Option("--beams", help="Beam search width (1: greedy).")]
 MaxNew = Annotated[int | None, typer.Option("--max-new-tokens", help="Most tokens to generate.")]
 MinNew = Annotated[int | None, typer.Option("--min-new-tokens", help="Fewest tokens to generate.")]
 Sample = Annotated[bool | None, typer.Option("--sample/--no-sample", help="Sample instead of greedy / beam search.",
                                              show_default=False)]
 Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (needs --sample).")]
-TopK = Annotated[int | None, typer.Option("--top-k", help="Sample from the k likeliest tokens (0: all).")]
+TopK = Annotated[int | None, typer.Option("--top-k", help="Sample from the k likeliest tokens (needs --sample; "
+                                          "0: all).")]
 TopP = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass (needs --sample).")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Random seed for --sample.")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (needs --sample).")]
 NoRepeat = Annotated[int | None, typer.Option("--no-repeat-ngram-size", help="Never repeat an n-gram of this size.")]
 RepPenalty = Annotated[float | None, typer.Option("--repetition-penalty", help="Penalty for tokens already generated.")]
 LenPenalty = Annotated[float | None, typer.Option("--length-penalty", help="Beam score length exponent (needs --beams).")]
 NumReturn = Annotated[int | None, typer.Option("--num-return-sequences", help="Results per image.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+MaxPixels = Annotated[str | None, typer.Option(
+    "--max-pixels", metavar="N", show_default=False,
+    help="Refuse images of more pixels, e.g. 250M or 250000000 (default: 100M; 0: no limit).")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run.")]
 DTypeOpt = Annotated[DType | None, typer.Option("--dtype", help="Weights and compute type (default: fp32).",
                                                 show_default=False)]
-FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
-Output = Annotated[str | None, typer.Option("--output", "-o", help="Write results to this file instead of stdout.")]
+FormatOpt = Annotated[Format | None, typer.Option("--format", show_default=False, help="Output format (default: "
+                                                  "from the --output file's extension, .jsonl .csv .tsv; else text).")]
+Output = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
+                                            help="Write results to this file instead of stdout.")]
 
 
 def _generation_command(default_model: str, summary: str):
@@ -108,7 +181,7 @@ def _generation_command(default_model: str, summary: str):
 
     def command(
         inputs: Inputs = None,
-        model: Annotated[str, typer.Option("--model", help="Hub id or local folder.")] = default_model,
+        model: Annotated[str, typer.Option("--model", metavar="MODEL", help="Hub id or local folder.")] = default_model,
         revision: Revision = None,
         beams: Beams = None,
         max_new_tokens: MaxNew = None,
@@ -123,19 +196,48 @@ def _generation_command(default_model: str, summary: str):
         length_penalty: LenPenalty = None,
         num_return_sequences: NumReturn = None,
         batch_size: BatchSize = 8,
+        max_pixels: MaxPixels = None,
         device: DeviceOpt = Device.auto,
         dtype: DTypeOpt = None,
-        format: FormatOpt = Format.text,
+        format: FormatOpt = None,
         output: Output = None,
     ) -> None:
-        _command(**locals())  # locals() here is exactly the parameters above
+        options = DecodingOptions(
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=beams, do_sample=sample,
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, no_repeat_ngram_size=no_repeat_ngram_size,
+            repetition_penalty=repetition_penalty, length_penalty=length_penalty,
+            num_return_sequences=num_return_sequences,
+        )
+
+        def work() -> int:
+            settings = RunSettings(
+                inputs=list(inputs or []), model=model, revision=revision, device=device.value,
+                dtype=dtype.value if dtype is not None else None, batch_size=batch_size,
+                format=_output_format(format, output).value, output=output, options=options,
+                max_pixels=_pixel_count(max_pixels),
+            )
+            return run(settings, sys.stdin, sys.stdout, sys.stderr)
+
+        _exit_with(_quiet_pipe(work))  # the run says when Ctrl-C may stop it cleanly: once the model has loaded
 
     command.__doc__ = summary
     return command
 
 
-app.command("caption")(_generation_command(CAPTION_MODEL, "Describe images in words."))
-app.command("ocr")(_generation_command(OCR_MODEL, "Read the text in images of single text lines."))
+def _pixel_count(text: str | None) -> int | None:
+    """--max-pixels: a whole number, or one with a K / M / G suffix (thousands, millions, billions); None: default."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*", text)
+    if match is None:
+        raise OptionError(f"--max-pixels must be a number of pixels such as 250M or 250000000, not {text!r}",
+                          where="--max-pixels")
+    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)
+
+
+app.command("caption", cls=_Command)(_generation_command(CAPTION_MODEL, "Describe images in words."))
+app.command("ocr", cls=_Command)(_generation_command(OCR_MODEL, "Read the text in images of single text lines."))
 
 
 class InfoFormat(str, Enum):
@@ -143,7 +245,7 @@ class InfoFormat(str, Enum):
     json = "json"
 
 
-@app.command("convert")
+@app.command("convert", cls=_Command)
 def convert(
     source: Annotated[str, typer.Argument(metavar="SRC", help="Hub id or folder, in any layout ved loads.",
                                           show_default=False)],
@@ -172,10 +274,11 @@ def convert(
         print(check + rounding)
         return EXIT_OK
 
-    _exit_with(work)
+    interrupts.started()  # imports done: from here Ctrl-C stops the work cleanly
+    _exit_with(_quiet_pipe(work))
 
 
-@app.command("compose")
+@app.command("compose", cls=_Command)
 def compose(
     encoder: Annotated[str, typer.Argument(metavar="ENCODER", help="Encoder preset (vit, deit-small, swin, ...) or "
                                            "pretrained vision model (hub id or folder).", show_default=False)],
@@ -191,8 +294,10 @@ def compose(
                                                              show_default=False)] = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", metavar="SRC", help="Take the tokenizer from this "
                                                   "hub id or folder (its size sets a preset's vocab_size).")] = None,
-    revision_encoder: Annotated[str | None, typer.Option("--revision-encoder", help="Hub revision of ENCODER.")] = None,
-    revision_decoder: Annotated[str | None, typer.Option("--revision-decoder", help="Hub revision of DECODER.")] = None,
+    revision_encoder: Annotated[str | None, typer.Option("--revision-encoder", metavar="REV",
+                                                          help="Hub revision of ENCODER.")] = None,
+    revision_decoder: Annotated[str | None, typer.Option("--revision-decoder", metavar="REV",
+                                                          help="Hub revision of DECODER.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed for the new weights.")] = 0,
     dtype: Annotated[DType | None, typer.Option("--dtype", help="Stored weights type (default: the pretrained "
                                                 "parts', else fp32).", show_default=False)] = None,
@@ -216,7 +321,8 @@ def compose(
             print(f"note: {note}", file=sys.stderr)
         return EXIT_OK
 
-    _exit_with(work)
+    interrupts.started()  # imports done: from here Ctrl-C stops the work cleanly
+    _exit_with(_quiet_pipe(work))
 
 
 class Schedule(str, Enum):
@@ -237,15 +343,15 @@ def _opt(flag: str, help: str, metavar: str | None = None):
     return typer.Option(flag, help=help, metavar=metavar, show_default=False)
 
 
-@app.command("train")
+@app.command("train", cls=_Command)
 def train(
     output: Annotated[str, typer.Option("--output", "-o", metavar="RUN", show_default=False,
                                         help="Run folder: best/, last/, metrics.jsonl, train_args.json.")],
     model: Annotated[str | None, _opt("--model", "Checkpoint to fine-tune: hub id or folder (a ved compose "
-                                      "output too).")] = None,
+                                      "output too).", "MODEL")] = None,
     data: Annotated[str | None, _opt("--data", "Training data: a folder with metadata.jsonl or metadata.csv "
-                                     "(file_name, text), or a list file of path<TAB>text lines.")] = None,
-    val_data: Annotated[str | None, _opt("--val-data", "Validation data, in the same layouts.")] = None,
+                                     "(file_name, text), or a list file of path<TAB>text lines.", "DATA")] = None,
+    val_data: Annotated[str | None, _opt("--val-data", "Validation data, in the same layouts.", "DATA")] = None,
     val_split: Annotated[float | None, _opt("--val-split", "Hold out this fraction of --data for validation "
                                             "instead.")] = None,
     epochs: Annotated[int | None, _opt("--epochs", "Passes over the data (default: 3).")] = None,
@@ -312,10 +418,11 @@ def train(
         print(f"last: {run_dir / 'last'}")
         return EXIT_OK
 
-    _exit_with(work)
+    interrupts.started()  # imports done: from here Ctrl-C stops the work cleanly
+    _exit_with(_quiet_pipe(work))
 
 
-@app.command("info")
+@app.command("info", cls=_Command)
 def info(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id or local folder.", show_default=False)],
     revision: Revision = None,
@@ -329,27 +436,8 @@ def info(
         print(json.dumps(report, indent=2) if format is InfoFormat.json else render(report))
         return EXIT_OK
 
-    _exit_with(work)
-
-
-def _command(*, inputs, model, revision, beams, max_new_tokens, min_new_tokens, sample, temperature, top_k, top_p,
-             seed, no_repeat_ngram_size, repetition_penalty, length_penalty, num_return_sequences, batch_size,
-             device, dtype, format, output) -> None:
-    """Flags -> RunSettings -> run(); VedErrors become one line and an exit code."""
-    from .decoding import DecodingOptions
-
-    options = DecodingOptions(
-        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=beams, do_sample=sample,
-        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, no_repeat_ngram_size=no_repeat_ngram_size,
-        repetition_penalty=repetition_penalty, length_penalty=length_penalty,
-        num_return_sequences=num_return_sequences,
-    )
-    settings = RunSettings(
-        inputs=list(inputs or []), model=model, revision=revision, device=device.value,
-        dtype=dtype.value if dtype is not None else None, batch_size=batch_size, format=format.value,
-        output=output, options=options,
-    )
-    _exit_with(lambda: run(settings, sys.stdin, sys.stdout, sys.stderr))
+    interrupts.started()  # imports done: from here Ctrl-C stops the work cleanly
+    _exit_with(_quiet_pipe(work))
 
 
 def _exit_with(work: Callable[[], int]) -> None:
@@ -424,8 +512,32 @@ def _quiet_hub_downloads(stderr: TextIO) -> None:
         disable_progress_bars()
 
 
+def _quiet_pipe(work: Callable[[], int]) -> Callable[[], int]:
+    """`work`, where a closed stdout (`ved ... | head`) ends the command quietly with EXIT_BROKEN_PIPE."""
+
+    def quietly() -> int:
+        try:
+            return work()
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
+
+    return quietly
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is left in its buffer goes nowhere, and Python's exit-time flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests): nothing will flush to a pipe
+        sys.stdout = open(os.devnull, "w")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (`ved`, `python -m vedcli`): command-line mistakes too become one `Error:` line."""
+    interrupts.starting()  # Ctrl-C before the command's work: "Interrupted.", exit 130 at once
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="ved", standalone_mode=False)
@@ -439,12 +551,14 @@ def main(argv: list[str] | None = None) -> int:
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             print(f"Error: {message}{hint}", file=sys.stderr)
         return error.exit_code
-    except typer.Abort:
-        return EXIT_BAD_INPUT
+    except typer.Abort:  # click's word for a KeyboardInterrupt outside a command's work
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (`ved ... | head`): stop quietly, and keep Python's exit-time flush quiet too.
-        sys.stdout = open(os.devnull, "w")
-        return EXIT_BAD_INPUT
+        # The reader went away (`ved ... | head`): stop quietly; stdout's unwritten rest goes nowhere, so Python's
+        # exit-time flush stays quiet too.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except Exception as error:  # noqa: BLE001 - outside a command's work (parsing, imports): still one line
         if os.environ.get("VED_DEBUG") == "1":
             raise

@@ -1,18 +1,24 @@
-"""Images in, text out: a model, its tokenizer and its image processor, loaded once and run on batches."""
+"""Images in, text out: a model, its tokenizer and its image processor, loaded once and run on batches.
+
+Importing this module does not import torch: `Pipeline.load` finds the model folder first (a missing model is reported
+at once), then imports torch and loads it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from PIL import Image
-
-from .decoding import DecodingOptions, ResolvedOptions, SpecialTokens, generate
 from .hub import resolve_model
-from .image import ImageProcessor, load_image_processor
-from .model import VisionEncoderDecoder, load_model
-from .tokenizer import Tokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .decoding import DecodingOptions, ResolvedOptions
+    from .image import ImageProcessor
+    from .model import VisionEncoderDecoder
+    from .tokenizer import Tokenizer
 
 
 @dataclass
@@ -33,6 +39,10 @@ class Pipeline:
         cls, model: str | Path, revision: str | None = None, device: str = "auto", dtype: str | None = None
     ) -> "Pipeline":
         folder = resolve_model(str(model), revision)
+        from .image import load_image_processor
+        from .model import load_model
+        from .tokenizer import load_tokenizer
+
         net = load_model(folder, device=device, dtype=dtype)
         processor = load_image_processor(folder, image_size=net.config.encoder.image_size)
         return cls(net, load_tokenizer(folder), processor)
@@ -41,12 +51,16 @@ class Pipeline:
         """Options merged with the checkpoint's defaults and validated (OptionError names the flag)."""
         return options.resolve(self.model.generation_config)
 
-    @torch.inference_mode()
     def run(self, images: list[Image.Image], options: DecodingOptions) -> list[list[Hypothesis]]:
         """One list of `num_return_sequences` hypotheses per image, best first."""
+        import torch
+
+        from .decoding import SpecialTokens, generate
+
         resolved = self.resolve(options)
         pixels = self.processor(images)
-        out = generate(self.model, pixels, resolved, self.model.generation_config)
+        with torch.inference_mode():
+            out = generate(self.model, pixels, resolved, self.model.generation_config)
         texts = self.tokenizer.batch_decode(out.sequences)
         per_image = len(texts) // len(images)
         eos = set(SpecialTokens.from_config(self.model.generation_config).eos)

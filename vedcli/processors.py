@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from .errors import OptionError
+from .options import PROMPT_LENGTH  # the decoder prompt: the single start token
 
 if TYPE_CHECKING:
     from .decoding import ResolvedOptions, SpecialTokens
 
-PROMPT_LENGTH = 1  # the decoder prompt is the single start token
 
 class LogitsProcessor(Protocol):
     def __call__(self, tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...

@@ -28,19 +28,28 @@ def sinusoidal_table(rows: int, dim: int, padding_idx: int | None) -> Tensor:
     return table
 
 
+def embedding(rows: int, dim: int) -> nn.Embedding:
+    """nn.Embedding(rows, dim), initialised as torch does except on the meta device (where checkpoints are built
+    before loading): torch's normal_ on a meta tensor imports its compiler (torch._dynamo, seconds of start-up)."""
+    weight = torch.empty(rows, dim)  # on the default device: meta while a model is built for loading
+    if weight.device.type != "meta":
+        nn.init.normal_(weight)
+    return nn.Embedding(rows, dim, _weight=weight)
+
+
 class TextDecoder(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
         self.cfg = cfg
         c, e = cfg.hidden_size, cfg.embedding_size  # e < c only for ELECTRA, whose embeddings are projected up
-        self.embed = nn.Embedding(cfg.vocab_size, e)
+        self.embed = embedding(cfg.vocab_size, e)
         if cfg.positions == "sinusoidal":
             rows = cfg.max_positions + (cfg.pad_token_id or 0) + 1
             self.register_buffer("pos_table", sinusoidal_table(rows, e, cfg.pad_token_id), persistent=False)
             self.pos = None
         else:
-            self.pos = nn.Embedding(cfg.max_positions + cfg.position_offset, e)
-        self.token_type = nn.Embedding(cfg.type_vocab_size, e) if cfg.type_vocab_size else None
+            self.pos = embedding(cfg.max_positions + cfg.position_offset, e)
+        self.token_type = embedding(cfg.type_vocab_size, e) if cfg.type_vocab_size else None
         self.embed_norm = nn.LayerNorm(e, eps=cfg.layer_norm_eps) if cfg.embed_norm else None
         self.embed_drop = nn.Dropout(cfg.embed_dropout)
         self.embed_proj = nn.Linear(e, c) if e != c else None

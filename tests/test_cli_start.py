@@ -257,3 +257,11 @@ def test_an_empty_folder_is_named(fake, tmp_path):
     empty.mkdir()
     result = invoke("caption", str(empty))
     assert (result.exit_code, result.stderr) == (2, f"Error: no inputs: the folder holds no image files ({empty})\n")
+
+
+def test_main_gives_ctrl_c_back_to_its_caller(capsys):
+    """main() called from Python (a test, a script) leaves Ctrl-C as it found it, whatever the command did."""
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["caption", "--bogus"]) == 2
+    assert main(["info", "-h"]) == 0
+    assert signal.getsignal(signal.SIGINT) is before

@@ -538,6 +538,13 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (`ved`, `python -m vedcli`): command-line mistakes too become one `Error:` line."""
     interrupts.starting()  # Ctrl-C before the command's work: "Interrupted.", exit 130 at once
+    try:
+        return _main(argv)
+    finally:
+        interrupts.started()  # the caller's Ctrl-C handling again (main called from Python)
+
+
+def _main(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="ved", standalone_mode=False)

@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: install test test-slow demo bench ocr-quality clean
+.PHONY: install test test-slow demo bench ocr-quality reader-fonts reader clean
 
 install: .stamp-install
 
@@ -49,6 +49,18 @@ OCR_DATA  ?= ../shared/data/uw3-dev
 ocr-quality: install
 	mkdir -p out
 	$(BIN)/python benchmarks/ocr_quality.py --model $(OCR_MODEL) --data $(OCR_DATA) --json out/ocr-quality.json
+
+# The built-in reader's recipe (recipes/printed/): the Debian font packages its synthetic lines are drawn with (and
+# tesseract, the reference of `make ocr-quality`), then a training run that continues where the last one stopped.
+# The run folder lives outside the repository (READER_RUN); see recipes/printed/README.md.
+READER_FONTS = fonts-liberation fonts-dejavu-core fonts-dejavu-extra fonts-freefont-ttf fonts-urw-base35 \
+  fonts-noto-core fonts-crosextra-carlito fonts-crosextra-caladea fonts-roboto fonts-texgyre
+READER_RUN ?= ../reader
+reader-fonts:
+	apt-get install -y -q $(READER_FONTS) tesseract-ocr
+
+reader: install
+	RUN=$(READER_RUN) recipes/printed/train.sh
 
 clean:
 	rm -rf $(VENV) .stamp-install .pytest_cache

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import transformers as T
 
-from vedcli.model import load_model, resolve_dtype
+from vedcli.checkpoints.load import load_model, resolve_dtype
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from checkpoints import reference  # noqa: E402  (transformers, with its TrOCR loading bug worked around)

@@ -6,7 +6,7 @@
 The data is a folder of single text lines with ground truth (Hugging Face imagefolder: images + metadata.jsonl or
 metadata.csv with file_name, text). It prints one markdown table:
 
-- CER and WER (vedcli.metrics: corpus-level, exact strings) on all lines, on short and on long lines, and on two
+- CER and WER (vedcli.training.metrics: corpus-level, exact strings) on all lines, on short and on long lines, and on two
   variants made on the fly from the same lines: inverted (white text on black) and coloured (dark coloured text on a
   light coloured background, with uneven light). Same lines, same ground truth: an honest robustness check.
 - Seconds per line, the median over batches of (batch time / lines in the batch), greedy decoding, for each thread
@@ -66,7 +66,7 @@ class Reader:
 
 def error_rates(predictions: list[str], references: list[str]) -> dict[str, float]:
     """Corpus CER and WER, as ved train reports them."""
-    from vedcli.metrics import cer, wer
+    from vedcli.training.metrics import cer, wer
 
     return {"cer": cer(predictions, references), "wer": wer(predictions, references)}
 
@@ -130,8 +130,8 @@ def variant_images(lines: list[Line], variant: str) -> list[Image.Image]:
 def run_ved(args: argparse.Namespace, lines: list[Line], variants: list[str]) -> Reader:
     import torch
 
-    from vedcli.decoding import DecodingOptions
-    from vedcli.pipeline import Pipeline
+    from vedcli.generation.decoding import DecodingOptions
+    from vedcli.generation.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.model, device=args.device, dtype=args.dtype)
     greedy = DecodingOptions(num_beams=1, do_sample=False)
@@ -250,7 +250,7 @@ def table(readers: list[Reader], scores: list[dict], groups: dict[str, list[int]
 
 
 def worst_lines(reader: Reader, lines: list[Line], count: int) -> list[str]:
-    from vedcli.metrics import edit_distance
+    from vedcli.training.metrics import edit_distance
 
     plain = reader.predictions.get("plain", [])
     scored = sorted(((edit_distance(p, line.text), line.file.name, line.text, p) for p, line in zip(plain, lines)),
@@ -268,9 +268,9 @@ def say(message: str) -> None:
 
 def load_lines(data: str, limit: int | None) -> list[Line]:
     """The usable lines of a data folder (bad rows and unreadable images are named on stderr and left out)."""
-    from vedcli.data import read_examples
+    from vedcli.training.data import read_examples
     from vedcli.errors import InputError
-    from vedcli.image import open_image
+    from vedcli.processing.image import open_image
 
     examples, bad = read_examples(data, check_images=False)
     for row in bad:

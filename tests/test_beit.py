@@ -17,8 +17,8 @@ from transformers.models.beit.modeling_beit import BeitRelativePositionBias
 from vedcli.encoders import build_encoder, encoder_config, encoder_weights
 from vedcli.encoders.beit import relative_index
 from vedcli.errors import ModelError
-from vedcli.model import load_model
-from vedcli.weights import to_hf, to_ved
+from vedcli.checkpoints.load import load_model
+from vedcli.checkpoints.weights import to_hf, to_ved
 
 # encoder kind -> the decoder it is paired with in conftest.EXTRA_PAIRS (so the checkpoints are written once)
 KINDS = {"beit": "trocr", "beit-shared": "roberta", "data2vec-vision": "gpt2"}

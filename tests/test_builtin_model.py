@@ -1,7 +1,7 @@
 """The built-in model: `printed` resolves to a folder shipped in the package, everywhere a model name is accepted,
 with no network call; a missing or damaged one is one clear error line.
 
-The real weights are not in the repository's tests: `vedcli.builtin.ROOT` is pointed at a tiny fp16 stand-in
+The real weights are not in the repository's tests: `vedcli.checkpoints.builtin.ROOT` is pointed at a tiny fp16 stand-in
 written by transformers (tests/checkpoints.py), so these tests check the mechanism, not the reader.
 """
 
@@ -24,9 +24,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from checkpoints import write_checkpoint
-from vedcli import builtin, hub
+from vedcli.checkpoints import builtin, hub
 from vedcli.cli import OCR_MODEL, app
-from vedcli.convert import convert
+from vedcli.commands.convert import convert
 
 ROOT = Path(__file__).resolve().parents[1]
 

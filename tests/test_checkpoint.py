@@ -9,7 +9,7 @@ import pytest
 import torch
 from checkpoints import write_bin
 
-from vedcli.checkpoint import load_state_dict, read_json
+from vedcli.checkpoints.files import load_state_dict, read_json
 from vedcli.errors import ModelError
 
 transformers = pytest.importorskip("transformers")

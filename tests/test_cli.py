@@ -26,9 +26,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vedcli import cli
-from vedcli import pipeline as pipeline_module
+from vedcli.generation import pipeline as pipeline_module
 from vedcli.cli import CAPTION_MODEL, OCR_MODEL, app, main
-from vedcli.decoding import DecodingOptions
+from vedcli.generation.decoding import DecodingOptions
 from vedcli.errors import ModelError, OptionError
 
 ROOT = Path(__file__).resolve().parents[1]

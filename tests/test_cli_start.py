@@ -24,8 +24,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from vedcli import pipeline as pipeline_module
-from vedcli import runner as runner_module
+from vedcli.generation import pipeline as pipeline_module
+from vedcli.commands import caption as runner_module
 from vedcli.cli import app, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_building_a_model_does_not_import_the_compiler(decoder, tiny, tmp_path):
     """nn.Embedding's random init on the meta device imports torch._dynamo (seconds); loading needs no init."""
     done = python(f"""
         import sys
-        from vedcli.model import load_model
+        from vedcli.checkpoints.load import load_model
         load_model({str(tiny("vit", decoder))!r})
         print(sorted(name for name in ("torch._dynamo", "torch._inductor") if name in sys.modules))
     """, tmp_path)

@@ -17,11 +17,11 @@ from safetensors.torch import load_file
 from tiny_tokenizers import WRITERS
 from typer.testing import CliRunner
 
-from vedcli import presets
+from vedcli.checkpoints import presets
 from vedcli.cli import app
-from vedcli.compose import ComposeOptions, compose
-from vedcli.model import load_model
-from vedcli.tokenizer import load_tokenizer
+from vedcli.commands.compose import ComposeOptions, compose
+from vedcli.checkpoints.load import load_model
+from vedcli.processing.tokenizer import load_tokenizer
 
 T.logging.set_verbosity_error()
 T.utils.logging.disable_progress_bar()

@@ -13,11 +13,11 @@ from safetensors.torch import load_file, save_file
 from test_legacy import as_v4
 from typer.testing import CliRunner
 
-from vedcli import save as save_module
+from vedcli.checkpoints import save as save_module
 from vedcli.cli import app
-from vedcli.convert import convert, probe_image
+from vedcli.commands.convert import convert, probe_image
 from vedcli.errors import ModelError
-from vedcli.model import load_model
+from vedcli.checkpoints.load import load_model
 
 runner = CliRunner()
 PIXELS = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(11))

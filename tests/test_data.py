@@ -1,4 +1,4 @@
-"""vedcli.data: every source layout, every bad-row kind with its line number, splits, targets against transformers'
+"""vedcli.training.data: every source layout, every bad-row kind with its line number, splits, targets against transformers'
 tokenizers (the reference recipe `tokenizer(text).input_ids`), pixel values against transformers' image processor,
 and batching."""
 
@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from tiny_tokenizers import write_gpt2_bpe, write_roberta_bpe, write_sentencepiece, write_wordpiece
-from vedcli.data import (
+from vedcli.training.data import (
     IGNORE_INDEX,
     BadRow,
     Example,
@@ -28,8 +28,8 @@ from vedcli.data import (
     target_ids,
 )
 from vedcli.errors import InputError, ModelError, OptionError
-from vedcli.image import ImageProcessor, ImageProcessorConfig, open_image
-from vedcli.tokenizer import load_tokenizer
+from vedcli.processing.image import ImageProcessor, ImageProcessorConfig, open_image
+from vedcli.processing.tokenizer import load_tokenizer
 
 warnings.filterwarnings("ignore", message=".*torchvision.*")
 transformers = pytest.importorskip("transformers")  # the reference, tests only

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from vedcli.cli import main
-from vedcli.safety import MARKER
+from vedcli.checkpoints.safety import MARKER
 
 TEXTS = ["a dog in the park", "the cat on a table", "people walk on the beach"]
 

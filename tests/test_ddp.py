@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from test_train import NO_DROPOUT, events, write_data
-from vedcli.model import load_model
-from vedcli.train import TrainOptions, train
+from vedcli.checkpoints.load import load_model
+from vedcli.training.trainer import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two processes sum the same numbers in another order (per-process partial sums, then all-reduce), so results agree

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from vedcli.decoders import decoder_config
 from vedcli.errors import ModelError
-from vedcli.model import load_model
+from vedcli.checkpoints.load import load_model
 
 NEW_DECODERS = {"electra", "xlm-roberta", "bart", "mbart", "camembert", "bert-generation"}
 FAMILIES = [(e, d) for e, d in EXTRA_PAIRS if d in NEW_DECODERS and e in ("vit", "deit")]

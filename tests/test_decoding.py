@@ -16,12 +16,12 @@ import transformers as T
 from transformers.generation import logits_process as hf_lp
 
 from hf_stepper import HFStepper
-from vedcli import decoding as D
-from vedcli import processors as P
-from vedcli.decoding import DecodingOptions, Generation, generate
-from vedcli.processors import build_processors
+from vedcli.generation import decoding as D
+from vedcli.generation import processors as P
+from vedcli.generation.decoding import DecodingOptions, Generation, generate
+from vedcli.generation.processors import build_processors
 from vedcli.errors import ModelError, OptionError
-from vedcli.generation_config import GenerationConfig
+from vedcli.generation.defaults import GenerationConfig
 
 START, PAD = 1, 3
 IMAGE = 16
@@ -645,7 +645,7 @@ def test_cuda_matches_cpu_reference(models, kwargs):
 )
 def test_engine_on_ved_model_matches_reference(tiny, decoder, kwargs):
     """The same engine driving ved's model (loaded from a folder transformers wrote) gives the reference's output."""
-    from vedcli.model import load_model
+    from vedcli.checkpoints.load import load_model
 
     folder = tiny("vit", decoder, eos_boost=3.0)
     reference = T.VisionEncoderDecoderModel.from_pretrained(folder).eval()

@@ -13,8 +13,8 @@ import torch
 from checkpoints import natural_eos, reference
 from conftest import PAIRS
 
-from vedcli.decoding import DecodingOptions, generate
-from vedcli.model import load_model
+from vedcli.generation.decoding import DecodingOptions, generate
+from vedcli.checkpoints.load import load_model
 
 PIXELS = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 

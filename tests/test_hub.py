@@ -18,7 +18,7 @@ import pytest
 from huggingface_hub import constants
 
 from vedcli.errors import ModelError, OptionError
-from vedcli.hub import needed_files, resolve_model
+from vedcli.checkpoints.hub import needed_files, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -348,7 +348,7 @@ def test_environment_variables_in_a_fresh_process(tmp_path: Path) -> None:
     """HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT as a user sets them; the unreachable-hub error is fast."""
     snapshot = _handmade_cache(tmp_path)
     code = (
-        "import time\nfrom vedcli.hub import resolve_model\nfrom vedcli.errors import ModelError\n"
+        "import time\nfrom vedcli.checkpoints.hub import resolve_model\nfrom vedcli.errors import ModelError\n"
         "print(resolve_model('org/hand'))\nstart = time.monotonic()\n"
         "try:\n    resolve_model('org/absent')\nexcept ModelError as e:\n    print(e)\n"
         "print(time.monotonic() - start < 3)\n"

@@ -1,4 +1,4 @@
-"""vedcli.image against transformers' image processors (the reference), and open_image on good and bad files."""
+"""vedcli.processing.image against transformers' image processors (the reference), and open_image on good and bad files."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from vedcli.errors import InputError, ModelError
-from vedcli.image import ImageProcessor, ImageProcessorConfig, crop_margin, load_image_processor, open_image
+from vedcli.processing.image import ImageProcessor, ImageProcessorConfig, crop_margin, load_image_processor, open_image
 
 warnings.filterwarnings("ignore", message=".*torchvision.*")
 from transformers import AutoImageProcessor, ViTImageProcessorPil  # noqa: E402  (reference, tests only)

@@ -14,11 +14,11 @@ import pytest
 from PIL import Image, ImageFile
 from typer.testing import CliRunner
 
-from vedcli import image as image_module
-from vedcli import pipeline as pipeline_module
-from vedcli import runner as runner_module
+from vedcli.processing import image as image_module
+from vedcli.generation import pipeline as pipeline_module
+from vedcli.commands import caption as runner_module
 from vedcli.cli import app
-from vedcli.image import (
+from vedcli.processing.image import (
     EXTENT,
     REDUCING_GAP,
     ImageProcessor,
@@ -27,7 +27,7 @@ from vedcli.image import (
     decoding_bytes,
     open_image,
 )
-from vedcli.inputs import InputItem
+from vedcli.commands.inputs import InputItem
 
 
 def noise(width: int, height: int, seed: int = 0) -> Image.Image:

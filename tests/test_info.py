@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from vedcli.cli import app
-from vedcli.info import describe
+from vedcli.commands.info import describe
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from checkpoints import natural_eos, reference, write_checkpoint
 
-from vedcli.model import load_model
+from vedcli.checkpoints.load import load_model
 
 # What PretrainedConfig.to_dict() wrote into every (sub-)config under transformers 4.x.
 V4_COMMON = dict(

@@ -368,7 +368,7 @@ def test_shard_index_cannot_leave_the_model_folder(base, image, tmp_path, capsys
 def test_unreadable_weights_are_not_called_missing(base, image, tmp_path, capsys, monkeypatch):
     """safetensors reports any file it cannot open as missing; ved finds out why (tests run as root, whom file modes
     do not stop, so the refusal is simulated where ved opens the file)."""
-    import vedcli.checkpoint as checkpoint
+    import vedcli.checkpoints.files as checkpoint
 
     folder = copy(base, tmp_path)
     weights = folder / "model.safetensors"
@@ -390,7 +390,7 @@ def test_unreadable_weights_are_not_called_missing(base, image, tmp_path, capsys
 
 def test_poisoned_training_state_is_refused_without_torch_advice(tmp_path):
     from vedcli.errors import ModelError
-    from vedcli.run_state import STATE_FILE, TrainingState
+    from vedcli.training.state import STATE_FILE, TrainingState
 
     class Payload:
         def __reduce__(self):
@@ -523,12 +523,12 @@ def test_compose_refuses_bad_sizes_naming_the_flag(tmp_path, capsys, flags, flag
 
 
 def test_a_crash_has_its_own_exit_code_and_asks_for_a_report(base, capsys, monkeypatch):
-    import vedcli.info
+    import vedcli.commands.info
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(vedcli.info, "describe", boom)
+    monkeypatch.setattr(vedcli.commands.info, "describe", boom)
     code, _out, err = run(capsys, "info", str(base))
     line = assert_refused(code, err, "RuntimeError: boom", "bug", "VED_DEBUG=1", exit_code=EXIT_CRASH)
     assert EXIT_CRASH not in (0, 1, 2, 130)

@@ -1,4 +1,4 @@
-"""vedcli.metrics against values worked out by hand (the arithmetic is written out next to each case), against a
+"""vedcli.training.metrics against values worked out by hand (the arithmetic is written out next to each case), against a
 plain dynamic-programming edit distance, and against the examples of the BLEU paper (Papineni et al. 2002)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from vedcli.metrics import bleu, cer, corpus_bleu, edit_distance, wer
+from vedcli.training.metrics import bleu, cer, corpus_bleu, edit_distance, wer
 
 
 def table_distance(a, b) -> int:

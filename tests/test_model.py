@@ -12,7 +12,7 @@ from conftest import PAIRS
 from safetensors.torch import load_file, save_file
 
 from vedcli.errors import ModelError
-from vedcli.model import load_model
+from vedcli.checkpoints.load import load_model
 
 
 def inputs(vocab: int, batch: int = 2, length: int = 7, seed: int = 0):

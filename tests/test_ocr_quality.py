@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from vedcli.metrics import cer
+from vedcli.training.metrics import cer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["the cat", "a dog ran over the hill and far away into the night", "7", "on a table", "two dogs play"]

@@ -1,4 +1,4 @@
-"""Model presets (vedcli/presets.py, configs/): published configs, as transformers reads them, sized as published.
+"""Model presets (vedcli/checkpoints/presets.py, configs/): published configs, as transformers reads them, sized as published.
 
 Models are built on the meta device, so no weights are allocated and the whole file runs in seconds.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import runpy
 import tomllib
 from pathlib import Path
 
@@ -15,12 +16,14 @@ import pytest
 import torch
 import transformers as T
 
-from vedcli import decoders, encoders, presets
+from vedcli import decoders, encoders
+
+from vedcli.checkpoints import presets
 from vedcli.config import ModelConfig
 from vedcli.decoders.stack import TextDecoder
 from vedcli.errors import OptionError
 from vedcli.model import VisionEncoderDecoder
-from vedcli.presets import apply_overrides, is_preset, load_preset, preset_names
+from vedcli.checkpoints.presets import apply_overrides, is_preset, load_preset, preset_names
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODER_PRESETS = preset_names("encoder")
@@ -335,13 +338,16 @@ def test_allow_list_has_every_supported_model_type():
 
 
 def test_package_ships_the_presets():
-    """pyproject.toml lists every package folder under vedcli/ and maps configs/ into the package with its files."""
+    """The build finds every package folder under vedcli/ (setup.py) and maps configs/ into the package with its
+    files (pyproject.toml)."""
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "packages" not in tool  # found, not listed by hand
     assert tool["package-dir"] == {"vedcli.presets_data": "configs"}
     data = {"vedcli.presets_data" + "".join("." + part for part in p.relative_to(ROOT / "configs").parts)
             for p in (ROOT / "configs").rglob("*") if p.is_dir()} | {"vedcli.presets_data"}
     code = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vedcli").rglob("__init__.py")}
-    assert set(tool["packages"]) == code | data
+    found = runpy.run_path(str(ROOT / "setup.py"), run_name="setup")["packages"]()
+    assert set(found) == code | data
 
     def folder(package: str) -> Path:  # where setuptools takes a package from
         return ROOT.joinpath("configs", *package.split(".")[2:])

@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from vedcli.encoders import build_encoder, encoder_config, encoder_weights
 from vedcli.encoders import swin
 from vedcli.errors import ModelError
-from vedcli.model import load_model
-from vedcli.weights import to_hf, to_ved
+from vedcli.checkpoints.load import load_model
+from vedcli.checkpoints.weights import to_hf, to_ved
 
 # name -> (model_type, config overrides, image sizes (height, width) to compare at)
 VARIANTS = {

@@ -1,4 +1,4 @@
-"""vedcli.tokenizer against transformers' AutoTokenizer on tiny tokenizers of every published layout.
+"""vedcli.processing.tokenizer against transformers' AutoTokenizer on tiny tokenizers of every published layout.
 
 Each folder is loaded by both; ids (with and without special tokens), decoded strings (skipping special tokens or
 not), special ids and sizes must be identical. Layouts come as the hub has them (tests/tiny_tokenizers.py), re-saved
@@ -27,8 +27,8 @@ from tiny_tokenizers import (
     write_wordpiece,
 )
 from vedcli.errors import ModelError
-from vedcli.sentencepiece import SPM_CONTROL, SPM_USER_DEFINED, parse_sentencepiece_model
-from vedcli.tokenizer import Tokenizer, load_tokenizer
+from vedcli.processing.sentencepiece import SPM_CONTROL, SPM_USER_DEFINED, parse_sentencepiece_model
+from vedcli.processing.tokenizer import Tokenizer, load_tokenizer
 
 transformers = pytest.importorskip("transformers")
 AutoTokenizer = transformers.AutoTokenizer

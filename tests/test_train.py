@@ -25,15 +25,15 @@ from typer.testing import CliRunner
 
 from checkpoints import reference
 from vedcli.cli import app
-from vedcli.data import Example, ImageTextDataset, collate
-from vedcli.decoding import SpecialTokens
+from vedcli.training.data import Example, ImageTextDataset, collate
+from vedcli.generation.defaults import SpecialTokens
 from vedcli.errors import OptionError
-from vedcli.image import load_image_processor
-from vedcli.model import load_model
-from vedcli.optim import lr_factor, make_optimizer
-from vedcli.run_state import TrainingState
-from vedcli.tokenizer import load_tokenizer
-from vedcli.train import TrainOptions, batch_loss, resumed_options, train
+from vedcli.processing.image import load_image_processor
+from vedcli.checkpoints.load import load_model
+from vedcli.training.optim import lr_factor, make_optimizer
+from vedcli.training.state import TrainingState
+from vedcli.processing.tokenizer import load_tokenizer
+from vedcli.training.trainer import TrainOptions, batch_loss, resumed_options, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Short captions of four words or more (so BLEU-4 has 4-grams), made of words the tiny tokenizers know.

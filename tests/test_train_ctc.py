@@ -1,4 +1,4 @@
-"""`ved train --ctc-weight`: the auxiliary CTC head on the encoder (vedcli/ctc.py).
+"""`ved train --ctc-weight`: the auxiliary CTC head on the encoder (vedcli/training/ctc.py).
 
 Its targets are the text ids only; one encoder pass feeds the decoder and the head; the CTC loss falls while the
 reported `loss` stays the token loss; RUN/best and RUN/last stay plain checkpoints (the head lives in
@@ -24,12 +24,12 @@ from safetensors.torch import load_file
 from checkpoints import reference
 from test_train import (NO_DROPOUT, TEXTS, _common, _same_weights, events, invoke, reference_labels, run_quietly,
                         write_data)
-from vedcli.ctc import CTCHead, WithCTC, new_head, special_ids, targets
-from vedcli.decoding import SpecialTokens
-from vedcli.model import load_model
-from vedcli.run_state import TrainingState
-from vedcli.tokenizer import load_tokenizer
-from vedcli.train import TrainOptions, resumed_options, train
+from vedcli.training.ctc import CTCHead, WithCTC, new_head, special_ids, targets
+from vedcli.generation.defaults import SpecialTokens
+from vedcli.checkpoints.load import load_model
+from vedcli.training.state import TrainingState
+from vedcli.processing.tokenizer import load_tokenizer
+from vedcli.training.trainer import TrainOptions, resumed_options, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,19 +18,20 @@ from .errors import InputError, ModelError, OptionError, VedError
 
 # public name -> the module that holds it
 _LAZY = {
-    "DecodingOptions": "decoding",
-    "Hypothesis": "pipeline",
-    "Pipeline": "pipeline",
+    "DecodingOptions": "generation.options",
+    "Hypothesis": "generation.pipeline",
+    "Pipeline": "generation.pipeline",
     "VisionEncoderDecoder": "model",
-    "load_model": "model",
-    "open_image": "image",
+    "load_model": "checkpoints.load",
+    "open_image": "processing.image",
 }
 
 if TYPE_CHECKING:
-    from .decoding import DecodingOptions
-    from .image import open_image
-    from .model import VisionEncoderDecoder, load_model
-    from .pipeline import Hypothesis, Pipeline
+    from .checkpoints.load import load_model
+    from .generation.options import DecodingOptions
+    from .model import VisionEncoderDecoder
+    from .processing.image import open_image
+    from .generation.pipeline import Hypothesis, Pipeline
 
 
 def __getattr__(name: str):
@@ -52,16 +53,16 @@ def __getattr__(name: str):
 
 def load_image_processor(name_or_path: str, revision: str | None = None, image_size: int | None = None):
     """The image processor of a folder or hub id."""
-    from .hub import resolve_model
-    from .image import load_image_processor as load
+    from .checkpoints.hub import resolve_model
+    from .processing.image import load_image_processor as load
 
     return load(resolve_model(str(name_or_path), revision), image_size=image_size)
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None):
     """The tokenizer of a folder or hub id."""
-    from .hub import resolve_model
-    from .tokenizer import load_tokenizer as load
+    from .checkpoints.hub import resolve_model
+    from .processing.tokenizer import load_tokenizer as load
 
     return load(resolve_model(str(name_or_path), revision))
 

@@ -33,13 +33,13 @@ import typer  # noqa: E402
 from typer.core import TyperCommand  # noqa: E402
 
 from .errors import OptionError, VedError  # noqa: E402
-from .options import DecodingOptions  # noqa: E402  (no torch)
-from .runner import RunSettings, caption_inputs, is_terminal  # noqa: E402
+from .generation.options import DecodingOptions  # noqa: E402  (no torch)
+from .commands.caption import RunSettings, caption_inputs, is_terminal  # noqa: E402
 
 # Modules that import torch are imported where a command needs them, so that `ved --help` starts at once.
 
 CAPTION_MODEL = "nlpconnect/vit-gpt2-image-captioning"
-OCR_MODEL = "printed"  # the built-in reader shipped in the package (vedcli/builtin.py)
+OCR_MODEL = "printed"  # the built-in reader shipped in the package (vedcli/checkpoints/builtin.py)
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CRASH = 70  # an unexpected exception: a bug in ved (sysexits.h EX_SOFTWARE)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the output's reader went away
@@ -259,19 +259,14 @@ def convert(
     force: Annotated[bool, typer.Option("--force", help="Replace DST if it exists.")] = False,
 ) -> None:
     """Turn a checkpoint into a self-contained safetensors folder that ved and transformers load quickly."""
-    from .convert import convert as run_convert
-    from .save import parse_size
+    from .checkpoints.save import parse_size
+    from .commands.convert import convert as run_convert
+    from .commands.convert import report
 
     def work() -> int:
         done = run_convert(source, output, revision=revision, dtype=dtype.value if dtype else None,
                            max_shard_size=parse_size(max_shard_size), force=force)
-        weights = [f for f in done.files if f.endswith(".safetensors")]
-        print(f"wrote {done.target}: {len(weights)} weight file{'s' * (len(weights) > 1)} "
-              f"({done.bytes / 1e6:.1f} MB, {str(done.dtype).removeprefix('torch.')}), "
-              + ", ".join(f for f in done.files if not f.endswith(".safetensors")))
-        check = f"checked: reloaded, it gives the source's logits on a probe image (largest difference {done.max_diff:.2g}"
-        rounding = f"; storing {str(done.dtype)[6:]} moves them by up to {done.rounding:.2g})" if done.rounding else ")"
-        print(check + rounding)
+        print(report(done))
         return EXIT_OK
 
     interrupts.started()  # imports done: from here Ctrl-C stops the work cleanly
@@ -304,21 +299,15 @@ def compose(
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
 ) -> None:
     """Build a new image-to-text model from a vision encoder and a language model (presets or pretrained)."""
-    from .compose import ComposeOptions
-    from .compose import compose as run_compose
+    from .commands.compose import ComposeOptions, report
+    from .commands.compose import compose as run_compose
 
     def work() -> int:
         done = run_compose(ComposeOptions(
             encoder, decoder, output, list(encoder_config or []), list(decoder_config or []), tokenizer,
             revision_encoder, revision_decoder, seed, dtype.value if dtype else None, force,
         ))
-        print(f"wrote {done.folder}: {done.encoder} + {done.decoder}")
-        print(f"{done.parameters:,} parameters ({str(done.dtype).removeprefix('torch.')}), vocabulary {done.vocab_size}"
-              f", start {done.token_text['start']} ({done.tokens.start}), end {done.token_text['eos']} "
-              f"({done.tokens.eos}), pad {done.token_text['pad']} ({done.tokens.pad})")
-        print(f"new: {', '.join(done.new) if done.new else 'nothing'}", file=sys.stderr)
-        for note in done.notes:
-            print(f"note: {note}", file=sys.stderr)
+        report(done, sys.stdout, sys.stderr)
         return EXIT_OK
 
     interrupts.started()  # imports done: from here Ctrl-C stops the work cleanly
@@ -394,29 +383,11 @@ def train(
     # from the run's saved settings
     given = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()
              if name not in ("output", "resume", "force") and value is not None and value is not False}
-    from .train import TrainOptions, resumed_options
-    from .train import train as run_train
+    from .commands.train import train as run_train
 
     def work() -> int:
-        options = resumed_options(output, given) if resume else TrainOptions(output=output, force=force, **given)
-        result = run_train(options)
-        if result.rank != 0:
-            return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
-        run_dir = result.run
-        if result.interrupted:
-            print(f"interrupted at step {result.step} of {result.total_steps}; {run_dir / 'last'} saved. "
-                  f"Continue with: ved train --output {run_dir} --resume", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        skipped = f" ({result.skipped} bad rows skipped)" if result.skipped else ""
-        print(f"trained {result.step} of {result.total_steps} steps on {result.train_examples} examples{skipped}")
-        best = result.best
-        if best.value is not None:
-            name = "val loss" if best.metric == "loss" else best.metric
-            print(f"best: {run_dir / 'best'} (step {best.step}, {name} {best.value:.4g})")
-        else:
-            print("best: none (no validation data: give --val-data or --val-split)")
-        print(f"last: {run_dir / 'last'}")
-        return EXIT_OK
+        finished = run_train(output, given, resume=resume, force=force, stdout=sys.stdout, stderr=sys.stderr)
+        return EXIT_OK if finished else EXIT_INTERRUPTED
 
     interrupts.started()  # imports done: from here Ctrl-C stops the work cleanly
     _exit_with(_quiet_pipe(work))
@@ -429,7 +400,7 @@ def info(
     format: Annotated[InfoFormat, typer.Option("--format", help="Output format.")] = InfoFormat.text,
 ) -> None:
     """Describe a checkpoint: architecture, sizes, tokens, preprocessing, and what loading it will do."""
-    from .info import describe, render
+    from .commands.info import describe, render
 
     def work() -> int:
         report = describe(model, revision)
@@ -447,7 +418,7 @@ def _exit_with(work: Callable[[], int]) -> None:
     import warnings
 
     from .errors import VedWarning
-    from .output import printable
+    from .commands.output import printable
 
     debug = os.environ.get("VED_DEBUG") == "1"
     shown = warnings.showwarning
@@ -482,7 +453,7 @@ def _exit_with(work: Callable[[], int]) -> None:
 
 def _report_crash(error: BaseException) -> int:
     """One line for an exception ved did not expect; out of memory is the machine's limit, anything else a bug."""
-    from .output import printable
+    from .commands.output import printable
 
     text = printable((str(error).strip() or type(error).__name__).splitlines()[0])
     if len(text) > 200:

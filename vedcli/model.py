@@ -7,7 +7,6 @@ preallocates the self-attention cache; `decode_step` advances it. Decoding strat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,7 @@ from .encoders import build_encoder, encoder_config, encoder_parameters, encoder
 from .errors import ModelError
 from .layers import DecoderCache
 from .validate import ConfigFieldError, Fields, check_memory, check_token_ids, show
-from .weights import Rule, WeightTable, linear, non_finite, to_hf, to_ved
+from .checkpoints.weights import Rule, WeightTable, linear, to_hf, to_ved
 
 
 @dataclass
@@ -144,7 +143,7 @@ class VisionEncoderDecoder(nn.Module):
 
     def generate(self, pixel_values: Tensor, interpolate_pos_encoding: bool | None = None, **options) -> Tensor:
         """Token ids as the reference's `generate` returns them (start token first, pad after eos)."""
-        from .decoding import DecodingOptions, generate
+        from .generation.decoding import DecodingOptions, generate
 
         self._check_size(pixel_values, interpolate_pos_encoding)
         gen = self.generation_config
@@ -208,86 +207,3 @@ def _owner(root: nn.Module, name: str) -> tuple[nn.Module, str]:
 def _owner_get(root: nn.Module, name: str):
     owner, attr = _owner(root, name)
     return getattr(owner, attr)
-
-
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    from .errors import OptionError
-
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise OptionError(f"unknown device '{device}' (use auto, cpu or cuda)", "--device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("CUDA was asked for but no CUDA device is available", "--device")
-    if dev.type not in ("cpu", "cuda"):
-        raise OptionError(f"unsupported device '{device}' (use auto, cpu or cuda)", "--device")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    from .errors import OptionError
-
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise OptionError(f"unsupported dtype {dtype} (use fp32, fp16 or bf16)", "--dtype")
-        return dtype
-    try:
-        return DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise OptionError(f"unknown dtype '{dtype}' (use fp32, fp16 or bf16)", "--dtype") from None
-
-
-def load_model(
-    name_or_path: str | Path,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    revision: str | None = None,
-    state: dict[str, Tensor] | None = None,
-) -> VisionEncoderDecoder:
-    """A published VisionEncoderDecoder checkpoint (folder or hub id) as a ved model in eval mode.
-
-    `state`: the folder's HF-named tensors when the caller has already read them (they are not read again).
-    """
-    from .checkpoint import load_state_dict, read_json
-    from .generation_config import GenerationConfig
-    from .hub import resolve_model
-
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
-    folder = resolve_model(str(name_or_path), revision)
-    config_file = str(Path(folder) / "config.json")
-    cfg = model_config(read_json(config_file), config_file, bytes_each=max(dt.itemsize, 2))
-    generation = GenerationConfig.from_folder(folder, cfg.decoder.vocab_size, cfg.decoder.max_length)
-    with torch.device("meta"):
-        model = VisionEncoderDecoder(cfg)
-    state = state if state is not None else load_state_dict(folder)
-    model.load_hf_state_dict(state, str(folder), dtype=dt)
-    warn_non_finite(state, str(folder))
-    model.generation_config = generation
-    return model.to(dev).eval()
-
-
-def warn_non_finite(state: dict[str, Tensor], where: str) -> None:
-    """A warning (not an error: the user may want to inspect it) when weights hold NaN or inf values."""
-    import warnings
-
-    from .errors import VedWarning
-
-    bad = non_finite(state)
-    if bad:
-        warnings.warn(VedWarning(f"{len(bad)} of {len(state)} weight tensors hold NaN or inf values (e.g. {bad[0]}): "
-                                 "the model's results will be meaningless", where), stacklevel=2)  # fmt: skip

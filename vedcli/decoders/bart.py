@@ -11,7 +11,7 @@ import math
 
 from ..config import DecoderConfig
 from ..validate import Fields
-from ..weights import Rule, WeightTable, linear, norm, output_head, param
+from ..checkpoints.weights import Rule, WeightTable, linear, norm, output_head, param
 
 PRE_NORM = {"mbart"}  # model_types whose layers normalise first and end in a final LayerNorm
 

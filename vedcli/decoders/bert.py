@@ -10,7 +10,7 @@ import re
 from ..config import DecoderConfig
 from ..errors import ModelError
 from ..validate import Fields
-from ..weights import WeightTable, linear, norm, output_head, param
+from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 
 ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
 

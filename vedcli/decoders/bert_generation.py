@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..config import DecoderConfig
-from ..weights import WeightTable, linear, norm, output_head, param
+from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 from ..validate import Fields
 from .bert import bert_style
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..config import DecoderConfig
 from ..validate import Fields
-from ..weights import WeightTable, linear, norm, output_head, param
+from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 
 
 def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:

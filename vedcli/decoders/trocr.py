@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import DecoderConfig
-from ..weights import WeightTable, output_head
+from ..checkpoints.weights import WeightTable, output_head
 from ..validate import Fields
 from .bart import fairseq_rules, fairseq_style
 

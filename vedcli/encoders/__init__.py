@@ -8,7 +8,7 @@ from torch import nn
 from ..config import EncoderConfig
 from ..errors import ModelError
 from ..validate import ConfigFieldError, show
-from ..weights import WeightTable
+from ..checkpoints.weights import WeightTable
 from . import beit, swin, vit
 
 # model_type in config.json -> family module

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..config import EncoderConfig
 from ..layers import Block, drop_path_rates
-from ..weights import WeightTable, linear, norm, param
+from ..checkpoints.weights import WeightTable, linear, norm, param
 from ..validate import Fields
 from .vit import resize_positions, vit_style
 

@@ -24,7 +24,7 @@ from ..config import EncoderConfig
 from ..errors import ModelError
 from ..layers import MLP, DropPath, SelfAttention, drop_path_rates, merge_heads, split_heads
 from ..validate import ConfigFieldError, Fields, show
-from ..weights import Rule, WeightTable, linear, norm, param
+from ..checkpoints.weights import Rule, WeightTable, linear, norm, param
 from .vit import resize_positions
 
 SHIFT_MASK = -100.0  # the reference's score offset between tokens from different regions of a shifted window

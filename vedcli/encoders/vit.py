@@ -10,7 +10,7 @@ from ..config import EncoderConfig
 from ..errors import ModelError
 from ..layers import Block
 from ..validate import ConfigFieldError, Fields
-from ..weights import WeightTable, linear, norm, param
+from ..checkpoints.weights import WeightTable, linear, norm, param
 
 
 def vit_style(f: Fields) -> dict:

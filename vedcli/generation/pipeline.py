@@ -1,0 +1,81 @@
+"""Images in, text out: a model, its tokenizer and its image processor, loaded once and run on batches.
+
+Importing this module does not import torch: `Pipeline.load` finds the model folder first (a missing model is reported
+at once), then imports torch and loads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..checkpoints.hub import resolve_model
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .decoding import DecodingOptions, ResolvedOptions
+    from ..processing.image import ImageProcessor
+    from ..model import VisionEncoderDecoder
+    from ..processing.tokenizer import Tokenizer
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    score: float  # sequence log-probability (length-penalised for beams, as the reference reports it)
+    tokens: list[int]  # the generated ids, without the start token, the end-of-sequence token and padding
+
+
+class Pipeline:
+    def __init__(self, model: VisionEncoderDecoder, tokenizer: Tokenizer, processor: ImageProcessor):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = processor
+
+    @classmethod
+    def load(
+        cls, model: str | Path, revision: str | None = None, device: str = "auto", dtype: str | None = None
+    ) -> "Pipeline":
+        folder = resolve_model(str(model), revision)
+        from ..processing.image import load_image_processor
+        from ..checkpoints.load import load_model
+        from ..processing.tokenizer import load_tokenizer
+
+        net = load_model(folder, device=device, dtype=dtype)
+        processor = load_image_processor(folder, image_size=net.config.encoder.image_size)
+        return cls(net, load_tokenizer(folder), processor)
+
+    def resolve(self, options: DecodingOptions) -> ResolvedOptions:
+        """Options merged with the checkpoint's defaults and validated (OptionError names the flag)."""
+        return options.resolve(self.model.generation_config)
+
+    def run(self, images: list[Image.Image], options: DecodingOptions) -> list[list[Hypothesis]]:
+        """One list of `num_return_sequences` hypotheses per image, best first."""
+        import torch
+
+        from .decoding import generate
+        from .defaults import SpecialTokens
+
+        resolved = self.resolve(options)
+        pixels = self.processor(images)
+        with torch.inference_mode():
+            out = generate(self.model, pixels, resolved, self.model.generation_config)
+        texts = self.tokenizer.batch_decode(out.sequences)
+        per_image = len(texts) // len(images)
+        eos = set(SpecialTokens.from_config(self.model.generation_config).eos)
+        hyps = [
+            Hypothesis(text.strip(), float(score), _content(seq.tolist(), eos))
+            for text, score, seq in zip(texts, out.scores, out.sequences)
+        ]
+        return [hyps[i * per_image : (i + 1) * per_image] for i in range(len(images))]
+
+
+def _content(sequence: list[int], eos: set[int]) -> list[int]:
+    """The ids after the start token and before the first end-of-sequence token (padding follows that)."""
+    tokens = sequence[1:]
+    for i, token in enumerate(tokens):
+        if token in eos:
+            return tokens[:i]
+    return tokens

@@ -34,14 +34,34 @@ SHAPES = {
     # microsoft/trocr-base-printed: ViT-base/16 at 384 + TrOCR decoder (1024 wide, 12 layers)
     "trocr-base": (
         dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, image_size=384),
-        ("trocr", dict(d_model=1024, decoder_layers=12, decoder_attention_heads=16, decoder_ffn_dim=4096,
-                       vocab_size=50265, cross_attention_hidden_size=768, scale_embedding=False)),
+        (
+            "trocr",
+            dict(
+                d_model=1024,
+                decoder_layers=12,
+                decoder_attention_heads=16,
+                decoder_ffn_dim=4096,
+                vocab_size=50265,
+                cross_attention_hidden_size=768,
+                scale_embedding=False,
+            ),
+        ),
     ),
     # microsoft/trocr-small-printed: DeiT-small/16 at 384 + TrOCR decoder (256 wide, 6 layers)
     "trocr-small": (
         dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536, image_size=384),
-        ("trocr", dict(d_model=256, decoder_layers=6, decoder_attention_heads=8, decoder_ffn_dim=1024,
-                       vocab_size=64044, cross_attention_hidden_size=384, use_learned_position_embeddings=False)),
+        (
+            "trocr",
+            dict(
+                d_model=256,
+                decoder_layers=6,
+                decoder_attention_heads=8,
+                decoder_ffn_dim=1024,
+                vocab_size=64044,
+                cross_attention_hidden_size=384,
+                use_learned_position_embeddings=False,
+            ),
+        ),
     ),
 }
 
@@ -101,16 +121,22 @@ def main() -> None:
     pixels = torch.randn(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device, dtype)
     fixed = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
 
-    print(f"{args.model}  batch {args.batch}  {args.new_tokens} new tokens  {device.type} {args.dtype}  "
-          f"torch {torch.__version__}  transformers {T.__version__}  threads {torch.get_num_threads()}")
-    print(f"{'beams':>5}  {'reference ms/img':>16}  {'ved ms/img':>10}  {'speed-up':>8}  {'same tokens':>11}"
-          + ("  reference MiB  ved MiB" if device.type == "cuda" else ""))
+    print(
+        f"{args.model}  batch {args.batch}  {args.new_tokens} new tokens  {device.type} {args.dtype}  "
+        f"torch {torch.__version__}  transformers {T.__version__}  threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{'beams':>5}  {'reference ms/img':>16}  {'ved ms/img':>10}  {'speed-up':>8}  {'same tokens':>11}"
+        + ("  reference MiB  ved MiB" if device.type == "cuda" else "")
+    )
     for beams in args.beams:
         with torch.inference_mode():
             t_ref, a = timed(lambda: ref.generate(pixels, num_beams=beams, **fixed), args.repeats, device)
             t_ved, b = timed(lambda: ours.generate(pixels, num_beams=beams, **fixed), args.repeats, device)
-            line = (f"{beams:>5}  {1000 * t_ref / args.batch:>16.1f}  {1000 * t_ved / args.batch:>10.1f}  "
-                    f"{t_ref / t_ved:>7.2f}x  {str(torch.equal(a.cpu(), b.cpu())):>11}")
+            line = (
+                f"{beams:>5}  {1000 * t_ref / args.batch:>16.1f}  {1000 * t_ved / args.batch:>10.1f}  "
+                f"{t_ref / t_ved:>7.2f}x  {str(torch.equal(a.cpu(), b.cpu())):>11}"
+            )
             if device.type == "cuda":
                 m_ref = peak_memory(lambda: ref.generate(pixels, num_beams=beams, **fixed), device)
                 m_ved = peak_memory(lambda: ours.generate(pixels, num_beams=beams, **fixed), device)

@@ -89,8 +89,10 @@ def quality(reader: Reader, references: list[str], groups: dict[str, list[int]])
     for name, indices in groups.items():
         if not indices:
             continue
-        out[name] = {**error_rates([plain[i] for i in indices], [references[i] for i in indices]),
-                     "lines": len(indices)}
+        out[name] = {
+            **error_rates([plain[i] for i in indices], [references[i] for i in indices]),
+            "lines": len(indices),
+        }
     for variant in VARIANTS:
         if variant in reader.predictions:
             out[variant] = {**error_rates(reader.predictions[variant], references), "lines": len(references)}
@@ -172,7 +174,7 @@ def run_ved(args: argparse.Namespace, lines: list[Line], variants: list[str]) ->
 
 
 def tesseract_version(command: str) -> str | None:
-    """"tesseract 5.3.0", or None when `command` cannot be run."""
+    """ "tesseract 5.3.0", or None when `command` cannot be run."""
     path = shutil.which(command)
     if path is None:
         return None
@@ -200,8 +202,12 @@ def run_tesseract(args: argparse.Namespace, lines: list[Line], variants: list[st
                 image.save(path)  # PNG for every variant: tesseract reads the same pixels ved does
                 began = time.perf_counter()
                 try:
-                    done = subprocess.run([shutil.which(args.tesseract), str(path), "-", "--psm", "7"],
-                                          capture_output=True, timeout=60, env=env)
+                    done = subprocess.run(
+                        [shutil.which(args.tesseract), str(path), "-", "--psm", "7"],
+                        capture_output=True,
+                        timeout=60,
+                        env=env,
+                    )
                     ok = done.returncode == 0
                 except (OSError, subprocess.TimeoutExpired):
                     ok = False
@@ -234,17 +240,24 @@ def table(readers: list[Reader], scores: list[dict], groups: dict[str, list[int]
     for name, indices in groups.items():
         for metric in ("cer", "wer") if name == "all" else ("cer",):
             label = f"{metric.upper()}, {name}: {len(indices)} lines"
-            rows.append(f"| {label} | " + " | ".join(
-                cell(r, percent(s.get(name, {}).get(metric))) for r, s in zip(readers, scores)) + " |")
+            rows.append(
+                f"| {label} | "
+                + " | ".join(cell(r, percent(s.get(name, {}).get(metric))) for r, s in zip(readers, scores))
+                + " |"
+            )
     labels = {"inverted": "CER, inverted (white on black)", "colour": "CER, colour (tinted, uneven light)"}
     for variant in VARIANTS if args.variants else ():
-        rows.append(f"| {labels[variant]}: {len(groups['all'])} lines | " + " | ".join(
-            cell(r, percent(s.get(variant, {}).get("cer"))) for r, s in zip(readers, scores)) + " |")
+        rows.append(
+            f"| {labels[variant]}: {len(groups['all'])} lines | "
+            + " | ".join(cell(r, percent(s.get(variant, {}).get("cer"))) for r, s in zip(readers, scores))
+            + " |"
+        )
     for threads in args.threads:
         for batch in args.batch_sizes:
             label = f"s/line, {threads} thread{'s' * (threads > 1)}, batch {batch} (median)"
-            values = [cell(r, f"{r.timings[(threads, batch)]:.4f}" if (threads, batch) in r.timings else "—")
-                      for r in readers]
+            values = [
+                cell(r, f"{r.timings[(threads, batch)]:.4f}" if (threads, batch) in r.timings else "—") for r in readers
+            ]
             rows.append(f"| {label} | " + " | ".join(values) + " |")
     return "\n".join(rows)
 
@@ -253,10 +266,15 @@ def worst_lines(reader: Reader, lines: list[Line], count: int) -> list[str]:
     from vedcli.training.metrics import edit_distance
 
     plain = reader.predictions.get("plain", [])
-    scored = sorted(((edit_distance(p, line.text), line.file.name, line.text, p) for p, line in zip(plain, lines)),
-                    key=lambda item: -item[0])
-    return [f"- {name}: {errors} errors\n  truth: {truth!r}\n  read:  {read!r}"
-            for errors, name, truth, read in scored[:count] if errors]
+    scored = sorted(
+        ((edit_distance(p, line.text), line.file.name, line.text, p) for p, line in zip(plain, lines)),
+        key=lambda item: -item[0],
+    )
+    return [
+        f"- {name}: {errors} errors\n  truth: {truth!r}\n  read:  {read!r}"
+        for errors, name, truth, read in scored[:count]
+        if errors
+    ]
 
 
 def say(message: str) -> None:
@@ -285,16 +303,19 @@ def load_lines(data: str, limit: int | None) -> list[Line]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="printed", help="built-in name, hub id or folder (default: printed)")
-    p.add_argument("--data", default=str(DEFAULT_DATA),
-                   help="folder of lines with metadata.jsonl (default: %(default)s)")
+    p.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="folder of lines with metadata.jsonl (default: %(default)s)"
+    )
     p.add_argument("--limit", type=int, default=None, help="use the first N lines only")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time (default: 1 2)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="batch sizes to time (default: 1 16)")
-    p.add_argument("--timing-lines", type=int, default=None,
-                   help="time on the first N lines only (default: all; 0: no timing)")
+    p.add_argument(
+        "--timing-lines", type=int, default=None, help="time on the first N lines only (default: all; 0: no timing)"
+    )
     p.add_argument("--no-variants", dest="variants", action="store_false", help="skip the inverted and colour variants")
     p.add_argument("--tesseract", default="tesseract", help="tesseract command (default: tesseract; '' to skip)")
     p.add_argument("--short", type=int, default=15, help="short lines have at most this many characters (default: 15)")
@@ -335,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         print("tesseract's s/line: one process per line with OMP_THREAD_LIMIT=1, start-up and file reading included.")
     if ved.batch_differences is not None:
         timed = min(len(lines), args.timing_lines if args.timing_lines is not None else len(lines))
-        print(f"ved's texts at batch {max(args.batch_sizes)} differ from batch 1 on {ved.batch_differences} of "
-              f"{timed} lines.")
+        print(
+            f"ved's texts at batch {max(args.batch_sizes)} differ from batch 1 on {ved.batch_differences} of "
+            f"{timed} lines."
+        )
     if tess.failures:
         print(f"\ntesseract failed on {tess.failures} line reads (counted as empty output)")
     worst = worst_lines(ved, lines, args.worst)
@@ -345,16 +368,32 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(worst))
     if args.json:
         report = {
-            "model": args.model, "data": str(args.data), "lines": len(lines),
-            "readers": [{"name": r.name, "note": r.note, "quality": s, "failures": r.failures,
-                         "seconds_per_line": [{"threads": t, "batch": b, "median": v}
-                                              for (t, b), v in r.timings.items()]}
-                        for r, s in zip(readers, scores)],
+            "model": args.model,
+            "data": str(args.data),
+            "lines": len(lines),
+            "readers": [
+                {
+                    "name": r.name,
+                    "note": r.note,
+                    "quality": s,
+                    "failures": r.failures,
+                    "seconds_per_line": [{"threads": t, "batch": b, "median": v} for (t, b), v in r.timings.items()],
+                }
+                for r, s in zip(readers, scores)
+            ],
             "batch_differences": ved.batch_differences,
-            "predictions": [{"file": line.file.name, "text": line.text,
-                             **{f"{key}:{variant}": preds[i] for key, r in (("ved", ved), ("tesseract", tess))
-                                for variant, preds in r.predictions.items()}}
-                            for i, line in enumerate(lines)],
+            "predictions": [
+                {
+                    "file": line.file.name,
+                    "text": line.text,
+                    **{
+                        f"{key}:{variant}": preds[i]
+                        for key, r in (("ved", ved), ("tesseract", tess))
+                        for variant, preds in r.predictions.items()
+                    },
+                }
+                for i, line in enumerate(lines)
+            ],
         }
         Path(args.json).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0

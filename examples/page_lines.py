@@ -36,8 +36,12 @@ def cut_lines(image: Image.Image, min_height: int = 6) -> list[Image.Image]:
             if y - start >= min_height:
                 cols = np.flatnonzero(ink[start:y].any(axis=0))
                 pad = (y - start) // 3
-                box = (max(0, cols[0] - pad), max(0, start - pad), min(grey.width, cols[-1] + pad + 1),
-                       min(grey.height, y + pad))
+                box = (
+                    max(0, cols[0] - pad),
+                    max(0, start - pad),
+                    min(grey.width, cols[-1] + pad + 1),
+                    min(grey.height, y + pad),
+                )
                 lines.append(image.crop(box))
             start = None
     return lines

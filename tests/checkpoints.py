@@ -46,12 +46,23 @@ SWIN_VARIANTS = {
     # patch 3 pads 32 px to 11x11 patches; window 6 pads that to 12x12 and shifts by 3; merging pads 11 to 12;
     # stage 2 is 6x6, one window, so it is not shifted. Swin ends with a LayerNorm.
     "swin": dict(
-        image_size=IMAGE_SIZE, patch_size=3, embed_dim=24, depths=[2, 2], num_heads=[2, 4], window_size=6,
-        mlp_ratio=2.5, layer_norm_eps=1e-6,
+        image_size=IMAGE_SIZE,
+        patch_size=3,
+        embed_dim=24,
+        depths=[2, 2],
+        num_heads=[2, 4],
+        window_size=6,
+        mlp_ratio=2.5,
+        layer_norm_eps=1e-6,
     ),
     # 8x8 patches in windows of 3 (padded to 9x9, shift 1), then 4x4 (padded to 6x6, shift 1); no final LayerNorm.
     "donut-swin": dict(
-        image_size=IMAGE_SIZE, patch_size=4, embed_dim=28, depths=[2, 2], num_heads=[2, 4], window_size=3,
+        image_size=IMAGE_SIZE,
+        patch_size=4,
+        embed_dim=28,
+        depths=[2, 2],
+        num_heads=[2, 4],
+        window_size=3,
         layer_norm_eps=1e-6,
     ),
 }
@@ -61,13 +72,20 @@ SWIN_VARIANTS = {
 # turns layer scale off; use_mean_pooling drops the final LayerNorm from the sequence the decoder reads).
 BEIT_VARIANTS = {
     "beit": dict(
-        use_relative_position_bias=True, use_absolute_position_embeddings=True, use_mean_pooling=False,
-        use_mask_token=True, layer_scale_init_value=0.2, hidden_act="gelu_new",
+        use_relative_position_bias=True,
+        use_absolute_position_embeddings=True,
+        use_mean_pooling=False,
+        use_mask_token=True,
+        layer_scale_init_value=0.2,
+        hidden_act="gelu_new",
     ),
     "beit-shared": dict(use_shared_relative_position_bias=True, use_mean_pooling=True, layer_scale_init_value=0.0),
     "data2vec-vision": dict(
-        use_relative_position_bias=True, use_shared_relative_position_bias=True, use_absolute_position_embeddings=True,
-        use_mean_pooling=True, layer_scale_init_value=0.05,
+        use_relative_position_bias=True,
+        use_shared_relative_position_bias=True,
+        use_absolute_position_embeddings=True,
+        use_mean_pooling=True,
+        layer_scale_init_value=0.05,
     ),
 }
 
@@ -251,4 +269,3 @@ def fill_sinusoidal_table(model: T.VisionEncoderDecoderModel) -> T.VisionEncoder
 
 def read_config(folder: str | Path) -> dict:
     return json.loads((Path(folder) / "config.json").read_text())
-

@@ -160,8 +160,9 @@ def test_builtin_name_wins_over_a_folder_of_that_name(stand_in, tiny, tmp_path, 
 def test_revision_does_not_apply_to_a_builtin_model(line) -> None:
     result = invoke("ocr", line, "--revision", "main")
     assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == ("Error: --revision only applies to hub models, not to the built-in model 'printed' "
-                             "(--revision)\n")
+    assert result.stderr == (
+        "Error: --revision only applies to hub models, not to the built-in model 'printed' (--revision)\n"
+    )
     compose = invoke("compose", "printed", "gpt2", "-o", "unused", "--revision-encoder", "v1")
     assert compose.exit_code == 2
     assert compose.stderr.startswith("Error: --revision-encoder only applies to hub models")
@@ -235,8 +236,21 @@ def test_wheel_holds_the_shipped_model(tmp_path) -> None:
     shipped = ROOT / "vedcli" / "models" / "printed"
     if not shipped.is_dir():
         pytest.skip("no built-in model in this checkout yet")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+    )
     (wheel,) = tmp_path.glob("vedcli-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in shipped.iterdir():

@@ -20,10 +20,20 @@ from transformers.modeling_utils import remove_tied_weights_from_state_dict  # n
 @pytest.fixture(scope="module")
 def model():
     """A tiny random ViT + GPT-2 VisionEncoderDecoderModel (sizes unlike any default)."""
-    enc = transformers.ViTConfig(hidden_size=12, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20,
-                                 image_size=8, patch_size=4)
-    dec = transformers.GPT2Config(n_embd=12, n_layer=2, n_head=3, vocab_size=37, n_positions=11,
-                                  add_cross_attention=True, is_decoder=True, bos_token_id=1, eos_token_id=2)
+    enc = transformers.ViTConfig(
+        hidden_size=12, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20, image_size=8, patch_size=4
+    )
+    dec = transformers.GPT2Config(
+        n_embd=12,
+        n_layer=2,
+        n_head=3,
+        vocab_size=37,
+        n_positions=11,
+        add_cross_attention=True,
+        is_decoder=True,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     config = transformers.VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
     torch.manual_seed(0)
     return transformers.VisionEncoderDecoderModel(config).eval()
@@ -116,10 +126,15 @@ def test_missing_shard_names_the_shard(model, tmp_path: Path) -> None:
     assert (info.value.message, info.value.where) == ("missing shard", str(gone))
 
 
-@pytest.mark.parametrize("name, data", [("model.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{bad"),
-                                        ("model.safetensors", b""),
-                                        ("pytorch_model.bin", b"hello, not a zip"),
-                                        ("pytorch_model.bin", b"")])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("model.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{bad"),
+        ("model.safetensors", b""),
+        ("pytorch_model.bin", b"hello, not a zip"),
+        ("pytorch_model.bin", b""),
+    ],
+)
 def test_corrupt_weights_name_the_file(tmp_path: Path, name: str, data: bytes) -> None:
     (tmp_path / name).write_bytes(data)
     with pytest.raises(ModelError) as info:

@@ -87,7 +87,9 @@ def reference(checkpoint):
             warnings.simplefilter("ignore")  # transformers' note about its default max_length
             out = model.generate(pixels, return_dict_in_generate=True, output_scores=True, **dict(kwargs))
         texts = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
-        scores = out.sequences_scores.tolist() if getattr(out, "sequences_scores", None) is not None else [None] * len(texts)
+        scores = (
+            out.sequences_scores.tolist() if getattr(out, "sequences_scores", None) is not None else [None] * len(texts)
+        )
         return [(text.strip(), score) for text, score in zip(texts, scores)]
 
     return lambda path, **kwargs: cached(path, tuple(sorted(kwargs.items())))
@@ -121,7 +123,9 @@ def test_paths_from_stdin(checkpoint, images, reference) -> None:
     stdin = f"{images / 'sub' / 'c.png'}\n\n{images / 'a.JPG'}\n"
     result = invoke("ocr", "-", "--model", str(checkpoint), input=stdin)
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == [f"{images / n}: {reference(images / n)[0][0]}" for n in ("sub/c.png", "a.JPG")]
+    assert result.stdout.splitlines() == [
+        f"{images / n}: {reference(images / n)[0][0]}" for n in ("sub/c.png", "a.JPG")
+    ]
 
 
 def test_jsonl_csv_tsv_and_output_file(checkpoint, images, reference, tmp_path: Path) -> None:
@@ -136,12 +140,14 @@ def test_jsonl_csv_tsv_and_output_file(checkpoint, images, reference, tmp_path: 
 
     table = invoke(*args, "--format", "csv")
     assert list(csv.reader(io.StringIO(table.stdout))) == [["file", "text", "score", "error"]] + [
-        [f, t, repr(r["score"]), ""] for f, t, r in zip(files, texts, rows)]
+        [f, t, repr(r["score"]), ""] for f, t, r in zip(files, texts, rows)
+    ]
 
     tsv = invoke(*args, "--format", "tsv")
     assert tsv.stdout.splitlines()[0] == "file\ttext\tscore\terror"
     assert [line.split("\t")[:2] for line in tsv.stdout.splitlines()[1:]] == [
-        [f, t.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")] for f, t in zip(files, texts)]
+        [f, t.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")] for f, t in zip(files, texts)
+    ]
 
     out = tmp_path / "rows.jsonl"
     to_file = invoke(*args, "--format", "jsonl", "--output", str(out))
@@ -150,8 +156,20 @@ def test_jsonl_csv_tsv_and_output_file(checkpoint, images, reference, tmp_path: 
 
 
 def test_beams_with_several_results_match_the_reference(checkpoint, images, reference) -> None:
-    result = invoke("caption", str(images / "b.png"), "--model", str(checkpoint), "--beams", "3",
-                    "--num-return-sequences", "2", "--max-new-tokens", "6", "--format", "jsonl")
+    result = invoke(
+        "caption",
+        str(images / "b.png"),
+        "--model",
+        str(checkpoint),
+        "--beams",
+        "3",
+        "--num-return-sequences",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--format",
+        "jsonl",
+    )
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     expected = reference(images / "b.png", num_beams=3, num_return_sequences=2, max_new_tokens=6)
@@ -175,12 +193,18 @@ def test_bad_inputs_become_rows_and_exit_1(checkpoint, images, reference, tmp_pa
     args = [str(bad["missing"]), str(good), str(bad["text"]), str(locked), str(bad["truncated"]), str(images / "b.png")]
     text = invoke("caption", *args, "--model", str(checkpoint), "--batch-size", "1")
     assert text.exit_code == 1
-    assert text.stdout.splitlines() == [f"{good}: {reference(good)[0][0]}",
-                                        f"{images / 'b.png'}: {reference(images / 'b.png')[0][0]}"]
+    assert text.stdout.splitlines() == [
+        f"{good}: {reference(good)[0][0]}",
+        f"{images / 'b.png'}: {reference(images / 'b.png')[0][0]}",
+    ]
     errors = text.stderr.splitlines()
     assert len(errors) == 4 and all(line.startswith("Error: ") for line in errors)
-    assert [line.rsplit(" (", 1)[1] for line in errors] == [f"{bad['missing']})", f"{bad['text']})", f"{locked})",
-                                                            f"{bad['truncated']})"]
+    assert [line.rsplit(" (", 1)[1] for line in errors] == [
+        f"{bad['missing']})",
+        f"{bad['text']})",
+        f"{locked})",
+        f"{bad['truncated']})",
+    ]
 
     jsonl = invoke("caption", *args, "--model", str(checkpoint), "--format", "jsonl")
     assert jsonl.exit_code == 1 and jsonl.stderr == ""
@@ -269,8 +293,14 @@ def test_main_returns_the_run_exit_code(images, tmp_path: Path, capsys) -> None:
 
 
 def test_python_m_vedcli_help() -> None:
-    done = subprocess.run([sys.executable, "-m", "vedcli", "--help"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "COLUMNS": "100"})
+    done = subprocess.run(
+        [sys.executable, "-m", "vedcli", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "100"},
+    )
     assert done.returncode == 0, done.stderr
     assert "Usage: ved" in done.stdout and "caption" in done.stdout and "ocr" in done.stdout
     assert "Traceback" not in done.stderr
@@ -329,20 +359,58 @@ def fake(monkeypatch):
 def test_default_models_and_forwarded_flags(fake, images) -> None:
     assert invoke("caption", str(images / "a.JPG")).exit_code == 0
     assert invoke("ocr", str(images / "a.JPG"), "--revision", "v2", "--device", "cpu", "--dtype", "bf16").exit_code == 0
-    assert fake.loads == [dict(model=CAPTION_MODEL, revision=None, device="auto", dtype=None),
-                          dict(model=OCR_MODEL, revision="v2", device="cpu", dtype="bf16")]
+    assert fake.loads == [
+        dict(model=CAPTION_MODEL, revision=None, device="auto", dtype=None),
+        dict(model=OCR_MODEL, revision="v2", device="cpu", dtype="bf16"),
+    ]
     assert fake.options[0] == DecodingOptions()  # nothing set: the checkpoint's defaults apply
 
 
 def test_every_decoding_flag_reaches_the_options(fake, images) -> None:
-    result = invoke("caption", str(images / "a.JPG"), "--beams", "4", "--max-new-tokens", "9", "--min-new-tokens", "2",
-                    "--sample", "--temperature", "0.7", "--top-k", "5", "--top-p", "0.9", "--seed", "3",
-                    "--no-repeat-ngram-size", "2", "--repetition-penalty", "1.3", "--length-penalty", "0.5",
-                    "--num-return-sequences", "2")
+    result = invoke(
+        "caption",
+        str(images / "a.JPG"),
+        "--beams",
+        "4",
+        "--max-new-tokens",
+        "9",
+        "--min-new-tokens",
+        "2",
+        "--sample",
+        "--temperature",
+        "0.7",
+        "--top-k",
+        "5",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "3",
+        "--no-repeat-ngram-size",
+        "2",
+        "--repetition-penalty",
+        "1.3",
+        "--length-penalty",
+        "0.5",
+        "--num-return-sequences",
+        "2",
+    )
     assert result.exit_code == 0, result.stderr
-    assert fake.options == [DecodingOptions(
-        max_new_tokens=9, min_new_tokens=2, num_beams=4, do_sample=True, temperature=0.7, top_k=5, top_p=0.9, seed=3,
-        no_repeat_ngram_size=2, repetition_penalty=1.3, length_penalty=0.5, num_return_sequences=2)]
+    assert fake.options == [
+        DecodingOptions(
+            max_new_tokens=9,
+            min_new_tokens=2,
+            num_beams=4,
+            do_sample=True,
+            temperature=0.7,
+            top_k=5,
+            top_p=0.9,
+            seed=3,
+            no_repeat_ngram_size=2,
+            repetition_penalty=1.3,
+            length_penalty=0.5,
+            num_return_sequences=2,
+        )
+    ]
     assert invoke("caption", str(images / "a.JPG"), "--no-sample").exit_code == 0
     assert fake.options[-1] == DecodingOptions(do_sample=False)
 
@@ -358,12 +426,17 @@ def test_good_images_are_batched_and_order_is_kept(fake, images, tmp_path: Path)
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["file", "rank", "text", "score", "error"]
     assert [(r[0], r[1], r[2]) for r in rows[1:]] == [
-        (args[0], "1", f"{sizes[0][0]}x{sizes[0][1]} #0"), (args[0], "2", f"{sizes[0][0]}x{sizes[0][1]} #1"),
+        (args[0], "1", f"{sizes[0][0]}x{sizes[0][1]} #0"),
+        (args[0], "2", f"{sizes[0][0]}x{sizes[0][1]} #1"),
         (args[1], "", ""),
-        (args[2], "1", f"{sizes[1][0]}x{sizes[1][1]} #0"), (args[2], "2", f"{sizes[1][0]}x{sizes[1][1]} #1"),
-        (args[3], "1", f"{sizes[2][0]}x{sizes[2][1]} #0"), (args[3], "2", f"{sizes[2][0]}x{sizes[2][1]} #1"),
+        (args[2], "1", f"{sizes[1][0]}x{sizes[1][1]} #0"),
+        (args[2], "2", f"{sizes[1][0]}x{sizes[1][1]} #1"),
+        (args[3], "1", f"{sizes[2][0]}x{sizes[2][1]} #0"),
+        (args[3], "2", f"{sizes[2][0]}x{sizes[2][1]} #1"),
         (args[4], "", ""),
-        (args[5], "1", f"{sizes[3][0]}x{sizes[3][1]} #0"), (args[5], "2", f"{sizes[3][0]}x{sizes[3][1]} #1")]
+        (args[5], "1", f"{sizes[3][0]}x{sizes[3][1]} #0"),
+        (args[5], "2", f"{sizes[3][0]}x{sizes[3][1]} #1"),
+    ]
     assert rows[3][4] == "no such image file" and rows[8][4].startswith("not an image file")
 
 
@@ -382,7 +455,9 @@ def test_ctrl_c_exits_130_and_keeps_what_was_written(fake, images, tmp_path: Pat
     fake.interrupt_at = 2
     result = invoke("caption", str(images), "--batch-size", "1", "--format", "jsonl", "--output", str(out))
     assert result.exit_code == 130
-    assert [json.loads(line)["file"] for line in out.read_text().splitlines()] == [str(images / n) for n in IN_ORDER[:2]]
+    assert [json.loads(line)["file"] for line in out.read_text().splitlines()] == [
+        str(images / n) for n in IN_ORDER[:2]
+    ]
 
 
 def test_model_loads_and_options_are_checked_before_images_are_read(fake, tmp_path: Path, monkeypatch) -> None:

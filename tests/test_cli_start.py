@@ -35,8 +35,14 @@ COMMANDS = ["caption", "ocr", "convert", "compose", "train", "info"]
 def python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter (HF_HOME in tmp_path, offline); its last line prints what it checks."""
     environment = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env=environment)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
 
 
 def images(folder: Path, count: int) -> Path:
@@ -51,34 +57,46 @@ def images(folder: Path, count: int) -> Path:
 
 
 def test_help_of_every_command_starts_without_torch(tmp_path):
-    done = python(f"""
+    done = python(
+        f"""
         import sys
         from vedcli.cli import main
         codes = [main([name, "--help"]) for name in {COMMANDS!r}] + [main(["-h"])]
         print(codes, "torch" in sys.modules)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert done.stdout.splitlines()[-1] == f"{[0] * (len(COMMANDS) + 1)} False", done.stderr
 
 
 def test_a_missing_model_is_reported_before_torch_is_imported(tmp_path):
     image = images(tmp_path / "in", 1) / "0000.png"
-    done = python(f"""
+    done = python(
+        f"""
         import sys
         from vedcli.cli import main
         code = main(["caption", {str(image)!r}, "--model", "someone/absent-model"])
         print(code, "torch" in sys.modules)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert done.stdout.splitlines()[-1] == "2 False", done.stderr
-    assert done.stderr == ("Error: model is not in the local cache and offline mode is on (HF_HUB_OFFLINE) "
-                           "(someone/absent-model)\n")
+    assert done.stderr == (
+        "Error: model is not in the local cache and offline mode is on (HF_HUB_OFFLINE) (someone/absent-model)\n"
+    )
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--beams", "0"], "Error: --beams must be >= 1, not 0 (--beams)"),
-    (["--sample", "--top-p", "2"], "Error: --top-p must be between 0 and 1 (--top-p)"),
-    (["--max-new-tokens", "3", "--min-new-tokens", "5"], "Error: --min-new-tokens is more than --max-new-tokens "
-                                                         "(--min-new-tokens)"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--beams", "0"], "Error: --beams must be >= 1, not 0 (--beams)"),
+        (["--sample", "--top-p", "2"], "Error: --top-p must be between 0 and 1 (--top-p)"),
+        (
+            ["--max-new-tokens", "3", "--min-new-tokens", "5"],
+            "Error: --min-new-tokens is more than --max-new-tokens (--min-new-tokens)",
+        ),
+    ],
+)
 def test_bad_options_are_refused_before_the_model_is_read(flags, message, tiny, tmp_path):
     """A checkpoint whose weights are gone: reading it would be an error about the model, not about the flag."""
     folder = tmp_path / "model"
@@ -87,12 +105,15 @@ def test_bad_options_are_refused_before_the_model_is_read(flags, message, tiny, 
         if not path.name.endswith(".safetensors"):
             (folder / path.name).write_bytes(path.read_bytes())
     image = images(tmp_path / "in", 1) / "0000.png"
-    done = python(f"""
+    done = python(
+        f"""
         import sys
         from vedcli.cli import main
         code = main(["caption", {str(image)!r}, "--model", {str(folder)!r}, *{flags!r}])
         print(code, "torch" in sys.modules)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert done.stdout.splitlines()[-1] == "2 False", done.stderr
     assert done.stderr == message + "\n"
 
@@ -100,12 +121,15 @@ def test_bad_options_are_refused_before_the_model_is_read(flags, message, tiny, 
 @pytest.mark.parametrize("decoder", ["gpt2", "bert"])
 def test_building_a_model_does_not_import_the_compiler(decoder, tiny, tmp_path):
     """nn.Embedding's random init on the meta device imports torch._dynamo (seconds); loading needs no init."""
-    done = python(f"""
+    done = python(
+        f"""
         import sys
         from vedcli.checkpoints.load import load_model
         load_model({str(tiny("vit", decoder))!r})
         print(sorted(name for name in ("torch._dynamo", "torch._inductor") if name in sys.modules))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert done.stdout.splitlines()[-1] == "[]", done.stderr
 
 
@@ -120,8 +144,25 @@ def test_ctrl_c_at_any_moment_exits_130_and_keeps_whole_lines(delay, tiny, tmp_p
     out = tmp_path / "rows.jsonl"
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "vedcli", "caption", str(folder), "--model", str(tiny("vit", "gpt2")), "--batch-size",
-         "1", "-o", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "vedcli",
+            "caption",
+            str(folder),
+            "--model",
+            str(tiny("vit", "gpt2")),
+            "--batch-size",
+            "1",
+            "-o",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
@@ -137,8 +178,22 @@ def test_a_closed_pipe_ends_the_run_quietly(tiny, tmp_path):
     folder = images(tmp_path / "in", 200)
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "vedcli", "caption", str(folder), "--model", str(tiny("vit", "gpt2")), "--batch-size",
-         "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        [
+            sys.executable,
+            "-m",
+            "vedcli",
+            "caption",
+            str(folder),
+            "--model",
+            str(tiny("vit", "gpt2")),
+            "--batch-size",
+            "1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     first = process.stdout.readline()
     process.stdout.close()  # the reader goes away
     stderr = process.stderr.read()
@@ -177,10 +232,18 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-@pytest.mark.parametrize("name, format", [
-    ("rows.jsonl", "jsonl"), ("rows.JSONL", "jsonl"), ("rows.csv", "csv"), ("rows.tsv", "tsv"), ("rows.txt", "text"),
-    ("rows.out", "text"), ("rows", "text"),
-])
+@pytest.mark.parametrize(
+    "name, format",
+    [
+        ("rows.jsonl", "jsonl"),
+        ("rows.JSONL", "jsonl"),
+        ("rows.csv", "csv"),
+        ("rows.tsv", "tsv"),
+        ("rows.txt", "text"),
+        ("rows.out", "text"),
+        ("rows", "text"),
+    ],
+)
 def test_the_format_follows_the_output_files_extension(name, format, fake, tmp_path):
     folder = images(tmp_path / "in", 2)
     out = tmp_path / name
@@ -206,8 +269,16 @@ def test_an_explicit_format_wins_over_the_extension(fake, tmp_path):
     assert invoke("caption", str(folder), "--format", "jsonl").stdout.startswith("{")  # stdout: as --format says
 
 
-@pytest.mark.parametrize("flags", [["--beams", "0"], ["--top-p", "2", "--sample"], ["--temperature", "-1", "--sample"],
-                                   ["--num-return-sequences", "0"], ["--max-pixels", "many"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--beams", "0"],
+        ["--top-p", "2", "--sample"],
+        ["--temperature", "-1", "--sample"],
+        ["--num-return-sequences", "0"],
+        ["--max-pixels", "many"],
+    ],
+)
 def test_options_fail_before_the_model_loads(flags, fake, tmp_path):
     result = invoke("caption", str(images(tmp_path / "in", 1)), *flags)
     assert result.exit_code == 2 and result.stderr.startswith("Error: --")

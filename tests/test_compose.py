@@ -39,8 +39,15 @@ ENCODER_SHRINK = {
     "vit": _VIT,
     "deit": _VIT,
     "beit": [*_VIT, "layer_scale_init_value=0.3"],
-    "swin": ["embed_dim=16", "depths=[1,1]", "num_heads=[2,2]", "window_size=4", f"image_size={IMAGE_SIZE}",
-             "patch_size=4", "initializer_range=0.05"],  # fmt: skip
+    "swin": [
+        "embed_dim=16",
+        "depths=[1,1]",
+        "num_heads=[2,2]",
+        "window_size=4",
+        f"image_size={IMAGE_SIZE}",
+        "patch_size=4",
+        "initializer_range=0.05",
+    ],  # fmt: skip
 }
 ENCODER_SHRINK["donut-swin"] = ENCODER_SHRINK["swin"]
 _BERT = ["hidden_size=24", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=40",
@@ -56,8 +63,14 @@ DECODER_SHRINK = {
     "bart": _FAIRSEQ,
     "mbart": _FAIRSEQ,
     "trocr": _FAIRSEQ,
-    "distilbert": ["dim=24", "n_layers=2", "n_heads=2", "hidden_dim=40", "max_position_embeddings=64",
-                   "initializer_range=0.07"],  # fmt: skip
+    "distilbert": [
+        "dim=24",
+        "n_layers=2",
+        "n_heads=2",
+        "hidden_dim=40",
+        "max_position_embeddings=64",
+        "initializer_range=0.07",
+    ],  # fmt: skip
 }
 
 ENCODER_PRESETS = presets.preset_names("encoder")
@@ -158,8 +171,11 @@ def test_preset_pair(tmp_path: Path, encoder: str, decoder: str) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["decoder"]["is_decoder"] and config["decoder"]["add_cross_attention"]
     assert config["model_type"] == "vision-encoder-decoder" and config["tie_word_embeddings"] is False
-    assert config["vocab_size"] == config["decoder"]["vocab_size"] == len(load_tokenizer(out)) == 261 - 4 * (
-        config["decoder"]["model_type"] == "gpt2"
+    assert (
+        config["vocab_size"]
+        == config["decoder"]["vocab_size"]
+        == len(load_tokenizer(out))
+        == 261 - 4 * (config["decoder"]["model_type"] == "gpt2")
     )
 
 
@@ -245,15 +261,16 @@ DECODER_SOURCES = {
     "bert-mlm": (T.BertForMaskedLM, "bert", {}),
     "bert-model": (T.BertModel, "bert", {}),
     "roberta-mlm": (T.RobertaForMaskedLM, "roberta", {}),
-    "bart": (T.BartForConditionalGeneration, "bart",
-             dict(encoder_layers=1, encoder_attention_heads=3, encoder_ffn_dim=20)),
+    "bart": (
+        T.BartForConditionalGeneration,
+        "bart",
+        dict(encoder_layers=1, encoder_attention_heads=3, encoder_ffn_dim=20),
+    ),
     "electra-generator": (T.ElectraForMaskedLM, "electra", {}),
     "electra-discriminator": (T.ElectraForPreTraining, "electra", {}),
     "trocr": (T.TrOCRForCausalLM, "trocr", {}),
 }
-PRETRAINED_PAIRS = [
-    (list(ENCODER_SOURCES)[i % len(ENCODER_SOURCES)], name) for i, name in enumerate(DECODER_SOURCES)
-]
+PRETRAINED_PAIRS = [(list(ENCODER_SOURCES)[i % len(ENCODER_SOURCES)], name) for i, name in enumerate(DECODER_SOURCES)]
 
 
 @pytest.fixture(scope="module")
@@ -521,8 +538,10 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     for force in ([], ["--force"]):  # a folder ved did not write is never replaced (tests/test_data_safety.py)
-        assert_one_line_error(ved("compose", "vit", "gpt2", "-o", out, *shrink_flags("vit", "gpt2"), *force),
-                              "holds keep.txt, which ved did not write; ved will not replace it")
+        assert_one_line_error(
+            ved("compose", "vit", "gpt2", "-o", out, *shrink_flags("vit", "gpt2"), *force),
+            "holds keep.txt, which ved did not write; ved will not replace it",
+        )
         assert (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()  # now empty: used as it is
     assert ved("compose", "vit", "gpt2", "-o", out, *shrink_flags("vit", "gpt2")).exit_code == 0

@@ -36,8 +36,9 @@ def assert_transformers_loads(folder):
     return fill_sinusoidal_table(model.eval())
 
 
-@pytest.mark.parametrize("encoder,decoder", [("vit", "gpt2"), ("deit", "trocr-sinusoidal"), ("beit", "bert"),
-                                             ("swin", "bart")])
+@pytest.mark.parametrize(
+    "encoder,decoder", [("vit", "gpt2"), ("deit", "trocr-sinusoidal"), ("beit", "bert"), ("swin", "bart")]
+)
 def test_pickle_to_safetensors_round_trip(tmp_path, encoder, decoder):
     source = write_checkpoint(tmp_path / "src", encoder, decoder, safe=False)
     assert (source / "pytorch_model.bin").exists()
@@ -122,8 +123,9 @@ def test_refuses_to_overwrite_without_force(tiny, tmp_path):
     for force in ([], ["--force"]):  # a folder ved did not write is never replaced (tests/test_data_safety.py)
         result = runner.invoke(app, ["convert", str(tiny("vit", "gpt2")), "-o", str(dst), *force])
         assert result.exit_code == 2
-        assert result.output.strip() == (f"Error: already exists and holds keep.txt, which ved did not write; "
-                                         f"ved will not replace it ({dst})")
+        assert result.output.strip() == (
+            f"Error: already exists and holds keep.txt, which ved did not write; ved will not replace it ({dst})"
+        )
         assert [p.name for p in dst.iterdir()] == ["keep.txt"]
     dst = tmp_path / "ved-wrote-it"
     assert runner.invoke(app, ["convert", str(tiny("vit", "gpt2")), "-o", str(dst)]).exit_code == 0
@@ -178,8 +180,9 @@ def test_a_conversion_that_changes_the_logits_is_refused(tiny, tmp_path, monkeyp
 
 
 def test_bad_flags_are_one_line_errors(tiny, tmp_path):
-    result = runner.invoke(app, ["convert", str(tiny("vit", "gpt2")), "-o", str(tmp_path / "d"),
-                                 "--max-shard-size", "lots"])
+    result = runner.invoke(
+        app, ["convert", str(tiny("vit", "gpt2")), "-o", str(tmp_path / "d"), "--max-shard-size", "lots"]
+    )
     assert result.exit_code == 2
     assert result.output.strip() == "Error: cannot read size 'lots' (use e.g. 500MB or 2GB) (--max-shard-size)"
     result = runner.invoke(app, ["convert", str(tmp_path / "missing"), "-o", str(tmp_path / "d")])

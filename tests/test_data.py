@@ -106,7 +106,7 @@ def test_csv_folder_with_quotes_commas_and_newlines(tmp_path):
         'imgs/a.png,"hello, world",train\n'  # line 2
         "\n"  # line 3: blank
         'b.png,"a ""quoted"" word\n'  # line 4: a row over three lines
-        'second line\n'
+        "second line\n"
         'third",train\n'
         "b.png,plain text ,val\n",  # line 7: a trailing space is kept
         encoding="utf-8",
@@ -230,7 +230,7 @@ def test_bad_csv_rows(tmp_path):
         "a.png\n"  # 4: text missing
         "a.png,\n"  # 5: empty text
         "missing.png,x\n"  # 6
-        ',x\n'  # 7
+        ",x\n"  # 7
         'a.png,"multi\nline",extra\n'  # 8-9: too many fields, reported on its first line
         "a.png,last\n",  # 10
         encoding="utf-8",
@@ -379,8 +379,12 @@ TEXTS = ["A man riding a wave.", "  two  spaces ", "café Zürich 10:30", "x"]
 def tokenizers(tmp_path_factory):
     """name -> (ved tokenizer, transformers tokenizer) for each published layout."""
     root = tmp_path_factory.mktemp("tok")
-    writers = {"gpt2": write_gpt2_bpe, "bert": write_wordpiece, "roberta": write_roberta_bpe,
-               "trocr-small": write_sentencepiece}
+    writers = {
+        "gpt2": write_gpt2_bpe,
+        "bert": write_wordpiece,
+        "roberta": write_roberta_bpe,
+        "trocr-small": write_sentencepiece,
+    }
     out = {}
     for name, write in writers.items():
         write(root / name)

@@ -63,16 +63,46 @@ def user_folder(folder: Path) -> Path:
 
 
 def train_args(model: Path, data: Path, run: Path) -> list:
-    return ["train", "--model", model, "--data", data, "--output", run, "--max-steps", 1, "--batch-size", 2,
-            "--log-every", 1]
+    return [
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--output",
+        run,
+        "--max-steps",
+        1,
+        "--batch-size",
+        2,
+        "--log-every",
+        1,
+    ]
 
 
 def compose_args(out: Path) -> list:
-    shrink = ["--encoder-config", "hidden_size=16", "--encoder-config", "num_hidden_layers=1",
-              "--encoder-config", "num_attention_heads=2", "--encoder-config", "intermediate_size=16",
-              "--encoder-config", "image_size=32", "--encoder-config", "patch_size=16",
-              "--decoder-config", "n_embd=16", "--decoder-config", "n_layer=1", "--decoder-config", "n_head=2",
-              "--decoder-config", "n_positions=32"]
+    shrink = [
+        "--encoder-config",
+        "hidden_size=16",
+        "--encoder-config",
+        "num_hidden_layers=1",
+        "--encoder-config",
+        "num_attention_heads=2",
+        "--encoder-config",
+        "intermediate_size=16",
+        "--encoder-config",
+        "image_size=32",
+        "--encoder-config",
+        "patch_size=16",
+        "--decoder-config",
+        "n_embd=16",
+        "--decoder-config",
+        "n_layer=1",
+        "--decoder-config",
+        "n_head=2",
+        "--decoder-config",
+        "n_positions=32",
+    ]
     return ["compose", "vit", "gpt2", "-o", out, *shrink]
 
 
@@ -107,8 +137,11 @@ def test_force_never_replaces_what_ved_did_not_write(capsys, tmp_path, tiny, com
     target = _foreign(kind, tmp_path, tiny)
     before = snapshot(target)
     data = data_folder(tmp_path / "data")
-    args = {"train": train_args(tiny("vit", "gpt2"), data, target), "compose": compose_args(target),
-            "convert": ["convert", tiny("vit", "gpt2"), "-o", target]}[command]
+    args = {
+        "train": train_args(tiny("vit", "gpt2"), data, target),
+        "compose": compose_args(target),
+        "convert": ["convert", tiny("vit", "gpt2"), "-o", target],
+    }[command]
     for force in ([], ["--force"]):
         code, err = ved(capsys, *args, *force)
         assert code == 2, err
@@ -123,8 +156,10 @@ def test_force_never_replaces_what_ved_did_not_write(capsys, tmp_path, tiny, com
 def test_refusal_names_what_ved_did_not_write(capsys, tmp_path):
     target = user_folder(tmp_path / "mine")
     code, err = ved(capsys, *compose_args(target), "--force")
-    assert err == f"Error: already exists and holds holiday.png, notes.txt, which ved did not write; ved will not " \
-                  f"replace it ({target})\n"
+    assert (
+        err == f"Error: already exists and holds holiday.png, notes.txt, which ved did not write; ved will not "
+        f"replace it ({target})\n"
+    )
     target = photo(tmp_path / "photo.png")
     code, err = ved(capsys, *compose_args(target), "--force")
     assert err == f"Error: already exists and is a file, not a folder ved wrote; ved will not replace it ({target})\n"
@@ -220,8 +255,10 @@ def test_run_folder_that_is_or_holds_the_data_is_refused(capsys, tmp_path, tiny)
     inner = data_folder(run / "data")
     before = snapshot(run)
     code, err = ved(capsys, *train_args(tiny("vit", "gpt2"), inner, run), "--force")
-    assert (code, err) == (2, f"Error: the output holds the training data ({inner}); ved never writes over it "
-                              f"({run})\n")
+    assert (code, err) == (
+        2,
+        f"Error: the output holds the training data ({inner}); ved never writes over it ({run})\n",
+    )
     assert snapshot(run) == before
     code, err = ved(capsys, *train_args(tiny("vit", "gpt2"), data, run), "--val-data", inner, "--force")
     assert code == 2 and "holds the validation data" in err
@@ -234,8 +271,10 @@ def test_run_folder_holding_the_model_to_fine_tune_is_refused(capsys, tmp_path, 
     assert ved(capsys, *train_args(tiny("vit", "gpt2"), data, run))[0] == 0
     before = snapshot(run)
     code, err = ved(capsys, *train_args(run / "last", data, run), "--force")
-    assert (code, err) == (2, f"Error: the output holds the model to fine-tune ({run / 'last'}); ved never writes "
-                              f"over it ({run})\n")
+    assert (code, err) == (
+        2,
+        f"Error: the output holds the model to fine-tune ({run / 'last'}); ved never writes over it ({run})\n",
+    )
     assert snapshot(run) == before
 
 
@@ -278,7 +317,8 @@ def test_caption_never_writes_over_an_input(capsys, tmp_path, tiny):
         code, err = _caption(capsys, tiny, *args, "--format", "jsonl")
         assert code == 2, err
         assert err.startswith("Error: the output file is the input ") and err.endswith(
-            "; ved never writes over an input (--output)\n"), err
+            "; ved never writes over an input (--output)\n"
+        ), err
         assert {p: p.read_bytes() for p in (a, b)} == before
     code, err = _caption(capsys, tiny, a, b, "-o", tmp_path / "captions.jsonl", "--format", "jsonl")
     assert code == 0, err

@@ -41,17 +41,60 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):
     model = tiny("vit", "gpt2", decoder_over=NO_DROPOUT)
     data = write_data(tmp_path / "data", 4)
     val = write_data(tmp_path / "val", 5)  # 5: the processes get 3 and 2 validation examples
-    common = ["--model", str(model), "--data", str(data), "--val-data", str(val), "--max-steps", "4",
-              "--grad-accum", "2", "--lr", "3e-3", "--log-every", "1", "--eval-every", "2", "--samples", "5"]
+    common = [
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--val-data",
+        str(val),
+        "--max-steps",
+        "4",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "3e-3",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "2",
+        "--samples",
+        "5",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "vedcli", "train", *common, "--batch-size", "1", "--output", str(tmp_path / "two")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "vedcli",
+        "train",
+        *common,
+        "--batch-size",
+        "1",
+        "--output",
+        str(tmp_path / "two"),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained 4 of 4 steps") == 1  # the summary comes from one process
 
-    one = TrainOptions(model=str(model), data=str(data), val_data=str(val), max_steps=4, grad_accum=2, lr=3e-3,
-                       log_every=1, eval_every=2, samples=5, batch_size=2, output=str(tmp_path / "one"))
+    one = TrainOptions(
+        model=str(model),
+        data=str(data),
+        val_data=str(val),
+        max_steps=4,
+        grad_accum=2,
+        lr=3e-3,
+        log_every=1,
+        eval_every=2,
+        samples=5,
+        batch_size=2,
+        output=str(tmp_path / "one"),
+    )
     train(one, err=io.StringIO(), progress_bar=False)
 
     two, single = tmp_path / "two", tmp_path / "one"

@@ -34,21 +34,39 @@ GEN_FIELDS = [f.name for f in dataclasses.fields(GenerationConfig)]
 def _decoder_config(kind: str) -> T.PretrainedConfig:
     ids = dict(bos_token_id=START, eos_token_id=2, pad_token_id=PAD, is_decoder=True, add_cross_attention=True)
     if kind == "gpt2":
-        return T.GPT2Config(vocab_size=99, n_positions=48, n_embd=16, n_layer=2, n_head=2, n_inner=36,
-                            tie_word_embeddings=False, **ids)
+        return T.GPT2Config(
+            vocab_size=99, n_positions=48, n_embd=16, n_layer=2, n_head=2, n_inner=36, tie_word_embeddings=False, **ids
+        )
     if kind == "bert":
-        return T.BertConfig(vocab_size=97, hidden_size=20, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=36, max_position_embeddings=48, tie_word_embeddings=False, **ids)
+        return T.BertConfig(
+            vocab_size=97,
+            hidden_size=20,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=36,
+            max_position_embeddings=48,
+            tie_word_embeddings=False,
+            **ids,
+        )
     if kind == "trocr":
-        return T.TrOCRConfig(vocab_size=101, d_model=16, decoder_layers=2, decoder_attention_heads=2,
-                             decoder_ffn_dim=36, max_position_embeddings=48, cross_attention_hidden_size=24,
-                             tie_word_embeddings=False, **ids)
+        return T.TrOCRConfig(
+            vocab_size=101,
+            d_model=16,
+            decoder_layers=2,
+            decoder_attention_heads=2,
+            decoder_ffn_dim=36,
+            max_position_embeddings=48,
+            cross_attention_hidden_size=24,
+            tie_word_embeddings=False,
+            **ids,
+        )
     raise KeyError(kind)
 
 
 def _build(kind: str, seed: int = 0) -> T.VisionEncoderDecoderModel:
-    enc = T.ViTConfig(image_size=IMAGE, patch_size=8, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=40)
+    enc = T.ViTConfig(
+        image_size=IMAGE, patch_size=8, hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=40
+    )
     cfg = T.VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, _decoder_config(kind))
     cfg.decoder_start_token_id = START
     torch.manual_seed(seed)
@@ -232,8 +250,9 @@ BEAM_CASES = [
 def test_beam_search_matches_reference(models, kind, beams, lp, es, nrs, extra):
     model = models(kind)
     pixels = _pixels(3)
-    kwargs = dict(max_new_tokens=10, num_beams=beams, length_penalty=lp, early_stopping=es,
-                  num_return_sequences=nrs, **extra)
+    kwargs = dict(
+        max_new_tokens=10, num_beams=beams, length_penalty=lp, early_stopping=es, num_return_sequences=nrs, **extra
+    )
     ref = _hf(model, pixels, **kwargs)
     ours = _ved(model, pixels, **kwargs)
     assert torch.equal(ours.sequences, ref.sequences)
@@ -362,10 +381,16 @@ PROCESSOR_PAIRS = [
         lambda: hf_lp.NoBadWordsLogitsProcessor([[5], [0, 5], [10, 10, 15], [25]], eos_token_id=[25]),
         True,
     ),
-    (lambda: P.MinNewTokens(9, eos=[3, 4], device=CPU), lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 9, [3, 4]),
-     True),
-    (lambda: P.MinNewTokens(8, eos=[3], device=CPU), lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 8, [3]),
-     False),  # 8 tokens generated: eos allowed again
+    (
+        lambda: P.MinNewTokens(9, eos=[3, 4], device=CPU),
+        lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 9, [3, 4]),
+        True,
+    ),
+    (
+        lambda: P.MinNewTokens(8, eos=[3], device=CPU),
+        lambda: hf_lp.MinNewTokensLengthLogitsProcessor(1, 8, [3]),
+        False,
+    ),  # 8 tokens generated: eos allowed again
     (lambda: P.ForcedEOS(10, eos=[7, 8], device=CPU), lambda: hf_lp.ForcedEOSTokenLogitsProcessor(10, [7, 8]), True),
     (lambda: P.ForcedEOS(11, eos=[7], device=CPU), lambda: hf_lp.ForcedEOSTokenLogitsProcessor(11, [7]), False),
     (lambda: P.Temperature(0.6), lambda: hf_lp.TemperatureLogitsWarper(0.6), True),
@@ -426,8 +451,18 @@ def _reference_processors(model, monkeypatch, **kwargs) -> list:
     "kwargs",
     [
         dict(do_sample=True),
-        dict(do_sample=True, temperature=0.5, top_k=5, top_p=0.6, repetition_penalty=1.3, no_repeat_ngram_size=2,
-             min_new_tokens=5, bad_words_ids=[[6], [12, 18]], forced_eos_token_id=[4, 9], max_new_tokens=9),
+        dict(
+            do_sample=True,
+            temperature=0.5,
+            top_k=5,
+            top_p=0.6,
+            repetition_penalty=1.3,
+            no_repeat_ngram_size=2,
+            min_new_tokens=5,
+            bad_words_ids=[[6], [12, 18]],
+            forced_eos_token_id=[4, 9],
+            max_new_tokens=9,
+        ),
         dict(do_sample=True, num_beams=3, top_k=1, top_p=0.3),  # beam sampling keeps 2 tokens
         dict(num_beams=2, repetition_penalty=0.8, min_length=12, forced_bos_token_id=5),
     ],
@@ -466,14 +501,20 @@ def test_processor_list_matches_reference(models, monkeypatch, kwargs):
         (dict(do_sample=True, temperature=0.0), "--temperature", "--temperature must be > 0"),
         (dict(do_sample=True, top_p=1.5), "--top-p", "--top-p must be between 0 and 1"),
         (dict(do_sample=True, top_k=-1), "--top-k", "--top-k must be >= 0"),
-        (dict(num_beams=2, num_return_sequences=3), "--num-return-sequences",
-         "--num-return-sequences 3 is more than --beams 2"),
+        (
+            dict(num_beams=2, num_return_sequences=3),
+            "--num-return-sequences",
+            "--num-return-sequences 3 is more than --beams 2",
+        ),
         (dict(num_return_sequences=2), "--num-return-sequences", "--num-return-sequences 2 needs"),
         (dict(num_beams=0), "--beams", "--beams must be >= 1"),
         (dict(num_beams=2.5), "--beams", "--beams must be a whole number"),
         (dict(max_new_tokens=0), "--max-new-tokens", "--max-new-tokens must be >= 1"),
-        (dict(max_new_tokens=4, min_new_tokens=5), "--min-new-tokens",
-         "--min-new-tokens is more than --max-new-tokens"),
+        (
+            dict(max_new_tokens=4, min_new_tokens=5),
+            "--min-new-tokens",
+            "--min-new-tokens is more than --max-new-tokens",
+        ),
         (dict(min_new_tokens=30), "--min-new-tokens", "--min-new-tokens is more than --max-new-tokens"),
         (dict(repetition_penalty=0.0), "--repetition-penalty", "--repetition-penalty must be > 0"),
         (dict(no_repeat_ngram_size=-2), "--no-repeat-ngram-size", "--no-repeat-ngram-size must be >= 0"),
@@ -491,8 +532,9 @@ def test_option_errors_name_the_flag(options, flag, message):
 
 
 def test_options_fall_back_to_checkpoint_then_reference_defaults():
-    gen = GenerationConfig(decoder_start_token_id=0, num_beams=4, max_length=33, early_stopping=True, top_k=5,
-                           min_length=3)
+    gen = GenerationConfig(
+        decoder_start_token_id=0, num_beams=4, max_length=33, early_stopping=True, top_k=5, min_length=3
+    )
     r = DecodingOptions().resolve(gen)
     assert (r.num_beams, r.max_new_tokens, r.early_stopping, r.top_k, r.min_new_tokens) == (4, 32, True, 5, 2)
     assert (r.do_sample, r.top_p, r.temperature, r.length_penalty, r.num_return_sequences) == (False, 1.0, 1.0, 1.0, 1)
@@ -517,8 +559,9 @@ def test_flags_cover_every_option():
 
 def test_missing_start_token_is_a_model_error(models):
     with pytest.raises(ModelError):
-        generate(HFStepper(models("gpt2")), _pixels(1), DecodingOptions().resolve(GenerationConfig()),
-                 GenerationConfig())
+        generate(
+            HFStepper(models("gpt2")), _pixels(1), DecodingOptions().resolve(GenerationConfig()), GenerationConfig()
+        )
 
 
 # ---------------------------------------------------------------------------------------- generation config
@@ -532,10 +575,21 @@ def _assert_same_config(ours: GenerationConfig, theirs) -> None:
 def test_from_folder_reads_generation_config_json(models, tmp_path):
     model = models("gpt2")
     model.save_pretrained(tmp_path)
-    gc = T.GenerationConfig(decoder_start_token_id=START, bos_token_id=START, eos_token_id=[2, 7], pad_token_id=PAD,
-                            max_length=17, num_beams=3, length_penalty=0.5, early_stopping="never",
-                            no_repeat_ngram_size=2, bad_words_ids=[[4], [5, 6]], do_sample=True, top_k=9,
-                            min_new_tokens=2)
+    gc = T.GenerationConfig(
+        decoder_start_token_id=START,
+        bos_token_id=START,
+        eos_token_id=[2, 7],
+        pad_token_id=PAD,
+        max_length=17,
+        num_beams=3,
+        length_penalty=0.5,
+        early_stopping="never",
+        no_repeat_ngram_size=2,
+        bad_words_ids=[[4], [5, 6]],
+        do_sample=True,
+        top_k=9,
+        min_new_tokens=2,
+    )
     gc.save_pretrained(tmp_path)
     ours = GenerationConfig.from_folder(tmp_path)
     _assert_same_config(ours, T.VisionEncoderDecoderModel.from_pretrained(tmp_path).generation_config)
@@ -549,8 +603,15 @@ def test_from_folder_legacy_config_json(models, tmp_path):
     (tmp_path / "generation_config.json").unlink()
     config = json.loads((tmp_path / "config.json").read_text())
     config.update(max_length=9, num_beams=3, early_stopping=True, length_penalty=2.0, eos_token_id=None)
-    config["decoder"].update(max_length=20, no_repeat_ngram_size=2, num_beams=1, top_k=50, min_length=0,
-                             eos_token_id=model.generation_config.eos_token_id, pad_token_id=PAD)
+    config["decoder"].update(
+        max_length=20,
+        no_repeat_ngram_size=2,
+        num_beams=1,
+        top_k=50,
+        min_length=0,
+        eos_token_id=model.generation_config.eos_token_id,
+        pad_token_id=PAD,
+    )
     (tmp_path / "config.json").write_text(json.dumps(config))
     reference = T.VisionEncoderDecoderModel.from_pretrained(tmp_path).eval()
     ours = GenerationConfig.from_folder(tmp_path)
@@ -582,10 +643,21 @@ def test_from_folder_errors(tmp_path):
 
 
 def test_to_dict_is_loaded_by_transformers(tmp_path):
-    ours = GenerationConfig(decoder_start_token_id=2, eos_token_id=[2, 3], pad_token_id=1, max_new_tokens=12,
-                            num_beams=4, early_stopping="never", length_penalty=-1.0, no_repeat_ngram_size=3,
-                            repetition_penalty=1.2, num_return_sequences=2, bad_words_ids=[[7]],
-                            forced_eos_token_id=3, do_sample=False)
+    ours = GenerationConfig(
+        decoder_start_token_id=2,
+        eos_token_id=[2, 3],
+        pad_token_id=1,
+        max_new_tokens=12,
+        num_beams=4,
+        early_stopping="never",
+        length_penalty=-1.0,
+        no_repeat_ngram_size=3,
+        repetition_penalty=1.2,
+        num_return_sequences=2,
+        bad_words_ids=[[7]],
+        forced_eos_token_id=3,
+        do_sample=False,
+    )
     ours.save(tmp_path)
     _assert_same_config(ours, T.GenerationConfig.from_pretrained(tmp_path))
     assert GenerationConfig.from_folder(tmp_path) == ours
@@ -621,8 +693,9 @@ def test_low_precision_logits_are_scored_in_float32(models):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=10), dict(max_new_tokens=10, num_beams=4,
-                                                                   num_return_sequences=2)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(max_new_tokens=10), dict(max_new_tokens=10, num_beams=4, num_return_sequences=2)]
+)
 def test_cuda_matches_cpu_reference(models, kwargs):
     model = models("gpt2")
     pixels = _pixels(3)

@@ -38,11 +38,13 @@ def ved_texts(folder: Path, files: list[Path], *flags: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def donut(tmp_path_factory) -> Path:
-    folder = write_checkpoint(tmp_path_factory.mktemp("donut"), "donut-swin", "mbart",
-                              encoder_over=dict(image_size=[40, 28]))
+    folder = write_checkpoint(
+        tmp_path_factory.mktemp("donut"), "donut-swin", "mbart", encoder_over=dict(image_size=[40, 28])
+    )
     # Donut's page preprocessing: align the long axis, thumbnail, centre padding to 40x28 (height x width)
-    T.DonutImageProcessor(size={"height": 40, "width": 28}, do_align_long_axis=True, do_thumbnail=True,
-                          do_pad=True).save_pretrained(folder)
+    T.DonutImageProcessor(
+        size={"height": 40, "width": 28}, do_align_long_axis=True, do_thumbnail=True, do_pad=True
+    ).save_pretrained(folder)
     return folder
 
 

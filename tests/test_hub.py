@@ -97,8 +97,13 @@ class FakeHub(BaseHTTPRequestHandler):
                     for name, data in sorted(files.items())
                 ]
             else:
-                body = {"id": repo_id, "modelId": repo_id, "sha": sha, "private": False,
-                        "siblings": [{"rfilename": name} for name in sorted(files)]}
+                body = {
+                    "id": repo_id,
+                    "modelId": repo_id,
+                    "sha": sha,
+                    "private": False,
+                    "siblings": [{"rfilename": name} for name in sorted(files)],
+                }
             return self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"}, head)
         if len(parts) >= 5 and parts[2] == "resolve":
             repo_id, name = "/".join(parts[:2]), "/".join(parts[4:])
@@ -211,10 +216,20 @@ def test_needed_files_sharded_bin() -> None:
 
 
 def test_needed_files_sharded_safetensors_wins_over_bin() -> None:
-    listing = ["config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors",
-               "model-00002-of-00002.safetensors", "pytorch_model.bin", "sub/model.safetensors"]
-    assert set(needed_files(listing)) == {"config.json", "model.safetensors.index.json",
-                                          "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}
+    listing = [
+        "config.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "pytorch_model.bin",
+        "sub/model.safetensors",
+    ]
+    assert set(needed_files(listing)) == {
+        "config.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    }
 
 
 def test_needed_files_without_pytorch_weights() -> None:
@@ -359,8 +374,14 @@ def test_environment_variables_in_a_fresh_process(tmp_path: Path) -> None:
         ("unreachable", {"HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}, "the hub cannot be reached"),
         ("offline", {"HF_HUB_OFFLINE": "1"}, "offline mode is on (HF_HUB_OFFLINE)"),
     ]:
-        done = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
-                              timeout=120, cwd=tmp_path)
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
         assert lines == [str(snapshot), f"model is not in the local cache and {why} (org/absent)", "True"], name

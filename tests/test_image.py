@@ -328,8 +328,19 @@ def test_mode_pil_cannot_convert_is_an_input_error():
 
 
 @pytest.mark.parametrize(
-    "mode, fmt", [("1", "png"), ("L", "png"), ("LA", "png"), ("P-transparent", "png"), ("RGBA", "png"),
-                  ("RGB-transparent", "png"), ("I;16", "png"), ("I", "tiff"), ("F", "tiff"), ("P-transparent", "gif")]
+    "mode, fmt",
+    [
+        ("1", "png"),
+        ("L", "png"),
+        ("LA", "png"),
+        ("P-transparent", "png"),
+        ("RGBA", "png"),
+        ("RGB-transparent", "png"),
+        ("I;16", "png"),
+        ("I", "tiff"),
+        ("F", "tiff"),
+        ("P-transparent", "gif"),
+    ],
 )
 def test_open_image_converts_like_reference(mode, fmt, tmp_path):
     image = _mode_images()[mode]
@@ -403,8 +414,14 @@ def test_align_long_axis_turns_clockwise():
     image = Image.new("RGB", (40, 20), (0, 0, 255))
     image.paste((255, 0, 0), (0, 0, 20, 20))
     config = ImageProcessorConfig(
-        processor_type="DonutImageProcessor", size=PORTRAIT, do_align_long_axis=True, do_resize=False,
-        do_thumbnail=False, do_pad=False, do_rescale=False, do_normalize=False,
+        processor_type="DonutImageProcessor",
+        size=PORTRAIT,
+        do_align_long_axis=True,
+        do_resize=False,
+        do_thumbnail=False,
+        do_pad=False,
+        do_rescale=False,
+        do_normalize=False,
     )
     pixels = ImageProcessor(config)([image])[0]
     assert pixels.shape == (3, 40, 20)
@@ -549,8 +566,13 @@ def test_image_size_fills_only_what_the_file_leaves_out(photos, tmp_path):
     assert cropped.size == {"height": 48, "width": 48} and cropped.output_size() == (48, 48)
 
 
-FAMILIES = ["ViTImageProcessor", "DeiTImageProcessor", "BeitImageProcessor", "DonutImageProcessor",
-            "NougatImageProcessor"]
+FAMILIES = [
+    "ViTImageProcessor",
+    "DeiTImageProcessor",
+    "BeitImageProcessor",
+    "DonutImageProcessor",
+    "NougatImageProcessor",
+]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -576,8 +598,9 @@ def test_family_defaults_match_reference(family, tmp_path):
     assert ImageProcessorConfig(processor_type=family) == ours
 
 
-@pytest.mark.parametrize("name, size", [("donut-base-old", (56, 40)), ("donut-crop-nearest", (36, 30)),
-                                        ("nougat-aligned", (30, 50))])
+@pytest.mark.parametrize(
+    "name, size", [("donut-base-old", (56, 40)), ("donut-crop-nearest", (36, 30)), ("nougat-aligned", (30, 50))]
+)
 def test_list_sizes_read_like_reference(name, size, tmp_path):
     """Old Donut files give [width, height]; Nougat, like the others, [height, width]."""
     config = ImageProcessorConfig.from_dict(CONFIGS[name])

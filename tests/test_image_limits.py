@@ -91,7 +91,9 @@ def _fake_pipeline(monkeypatch, seen: list):
 
         def run(self, images, options):
             seen.append([image.size for image in images])
-            return [[SimpleNamespace(text=f"{image.size[0]}x{image.size[1]}", score=0.0, tokens=[])] for image in images]
+            return [
+                [SimpleNamespace(text=f"{image.size[0]}x{image.size[1]}", score=0.0, tokens=[])] for image in images
+            ]
 
     monkeypatch.setattr(pipeline_module, "Pipeline", Fake)
 
@@ -111,8 +113,9 @@ def test_an_image_over_the_limit_is_one_error_row_and_the_batch_goes_on(tmp_path
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["file"] for row in rows] == [str(tmp_path / name) for name in names]
     assert rows[0]["text"] == "40x30" and rows[2]["text"] == "50x20"
-    assert rows[1]["error"] == ("image of 100x100 pixels (0 megapixels) is over the limit of 0.005 megapixels; "
-                                "--max-pixels raises the limit")
+    assert rows[1]["error"] == (
+        "image of 100x100 pixels (0 megapixels) is over the limit of 0.005 megapixels; --max-pixels raises the limit"
+    )
     assert seen == [[(40, 30), (50, 20)]]
     assert "DecompressionBomb" not in result.output
 
@@ -126,8 +129,10 @@ def test_the_text_format_prints_one_line_for_it(tmp_path, monkeypatch):
     _fake_pipeline(monkeypatch, [])
     result = CliRunner().invoke(app, ["caption", str(tmp_path / "b.png"), "--max-pixels", "9999"])
     assert (result.exit_code, result.stdout) == (1, "")
-    assert result.stderr == ("Error: image of 100x100 pixels (0 megapixels) is over the limit of 0.009999 megapixels; "
-                             f"--max-pixels raises the limit ({tmp_path / 'b.png'})\n")
+    assert result.stderr == (
+        "Error: image of 100x100 pixels (0 megapixels) is over the limit of 0.009999 megapixels; "
+        f"--max-pixels raises the limit ({tmp_path / 'b.png'})\n"
+    )
 
 
 @pytest.mark.parametrize("value", ["lots", "-5", "1.5.2M"])
@@ -167,7 +172,8 @@ def test_a_big_image_is_shrunk_and_resizes_as_pils_two_step_resize(shrink_small,
     assert small.size == (71, 72)
     assert small.info[EXTENT] == (71, 72, (0.0, 0.0, 70.1, 503 / 7))
     expected = processor(16, 16, resample=2, do_resize=False)(
-        [Image.open(path).convert("RGB").resize((16, 16), 2, reducing_gap=REDUCING_GAP)])
+        [Image.open(path).convert("RGB").resize((16, 16), 2, reducing_gap=REDUCING_GAP)]
+    )
     assert np.array_equal(proc([small]).numpy(), expected.numpy())
     # and close to the one-step resize the reference makes (no whole factor divides 701 or 503: the last row and
     # column move most)
@@ -265,8 +271,11 @@ def test_a_page_turned_to_its_long_axis_keeps_the_exact_extent(shrink_small, tmp
     nearly the same pixels as the full one."""
     path = tmp_path / "page.png"
     photo_like(1001, 701, seed=5).save(path)
-    proc = ImageProcessor(ImageProcessorConfig(processor_type="DonutImageProcessor", size={"height": 40, "width": 28},
-                                               do_align_long_axis=True))
+    proc = ImageProcessor(
+        ImageProcessorConfig(
+            processor_type="DonutImageProcessor", size={"height": 40, "width": 28}, do_align_long_axis=True
+        )
+    )
     small = open_image(path, processor=proc)
     assert small.size[0] < 1001 // 2
     full = proc([open_image(path)])
@@ -365,4 +374,6 @@ def _write_png_header(path: Path, width: int, height: int) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )

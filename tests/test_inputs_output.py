@@ -39,8 +39,18 @@ def test_image_extensions_come_from_pil() -> None:
 
 
 def test_folder_is_recursive_sorted_and_images_only(tmp_path: Path) -> None:
-    _touch(tmp_path, "b.png", "a.JPG", "notes.txt", "sub/z.webp", "sub/deeper/c.gif", "sub/README", "a/0.bmp",
-           ".hidden/h.png", "c.Tiff")
+    _touch(
+        tmp_path,
+        "b.png",
+        "a.JPG",
+        "notes.txt",
+        "sub/z.webp",
+        "sub/deeper/c.gif",
+        "sub/README",
+        "a/0.bmp",
+        ".hidden/h.png",
+        "c.Tiff",
+    )
     items = expand_inputs([str(tmp_path)], io.StringIO())
     expected = [".hidden/h.png", "a/0.bmp", "a.JPG", "b.png", "c.Tiff", "sub/deeper/c.gif", "sub/z.webp"]
     assert _paths(items) == [os.path.join(str(tmp_path), *name.split("/")) for name in expected]
@@ -51,8 +61,13 @@ def test_files_are_kept_as_given_in_argument_order(tmp_path: Path) -> None:
     _touch(tmp_path, "dir/1.png", "dir/2.png", "x.txt", "y.png")
     args = [str(tmp_path / "y.png"), str(tmp_path / "dir"), str(tmp_path / "x.txt"), "missing.png"]
     items = expand_inputs(args, io.StringIO())
-    assert _paths(items) == [args[0], str(tmp_path / "dir" / "1.png"), str(tmp_path / "dir" / "2.png"),
-                             args[2], "missing.png"]
+    assert _paths(items) == [
+        args[0],
+        str(tmp_path / "dir" / "1.png"),
+        str(tmp_path / "dir" / "2.png"),
+        args[2],
+        "missing.png",
+    ]
     assert all(item.error is None for item in items)  # a missing or non-image file fails later, when read
 
 
@@ -60,8 +75,15 @@ def test_stdin_lists_paths_and_blank_lines_are_skipped(tmp_path: Path) -> None:
     _touch(tmp_path, "d/b.png", "d/a.png")
     stdin = io.StringIO(f"first.png\n\n   \n{tmp_path / 'd'}\r\nname with spaces.jpg\nlast.png")
     items = expand_inputs(["0.png", "-", "9.png", "-"], stdin)
-    assert _paths(items) == ["0.png", "first.png", str(tmp_path / "d" / "a.png"), str(tmp_path / "d" / "b.png"),
-                             "name with spaces.jpg", "last.png", "9.png"]
+    assert _paths(items) == [
+        "0.png",
+        "first.png",
+        str(tmp_path / "d" / "a.png"),
+        str(tmp_path / "d" / "b.png"),
+        "name with spaces.jpg",
+        "last.png",
+        "9.png",
+    ]
 
 
 def test_empty_inputs(tmp_path: Path) -> None:
@@ -141,17 +163,23 @@ def test_jsonl() -> None:
     out, err = _write("jsonl")
     assert err == ""
     rows = [json.loads(line) for line in out.splitlines()]
-    assert rows == [{"file": "one.png", "text": "a cat", "score": -0.125},
-                    {"file": "bad.png", "error": "cannot identify image file"},
-                    {"file": "two, three.png", "text": TRICKY, "score": None}]
+    assert rows == [
+        {"file": "one.png", "text": "a cat", "score": -0.125},
+        {"file": "bad.png", "error": "cannot identify image file"},
+        {"file": "two, three.png", "text": TRICKY, "score": None},
+    ]
     assert "ünï" in out  # UTF-8, not \\u escapes
 
 
 def test_jsonl_ranked() -> None:
     rows = [json.loads(line) for line in _write("jsonl", ranked=True)[0].splitlines()]
     assert [(row["file"], row.get("rank"), row.get("text")) for row in rows] == [
-        ("one.png", 1, "best"), ("one.png", 2, TRICKY), ("bad.png", None, None), ("two, three.png", 1, "x"),
-        ("two, three.png", 2, "y")]
+        ("one.png", 1, "best"),
+        ("one.png", 2, TRICKY),
+        ("bad.png", None, None),
+        ("two, three.png", 1, "x"),
+        ("two, three.png", 2, "y"),
+    ]
     assert list(rows[0]) == ["file", "rank", "text", "score"]
 
 
@@ -159,18 +187,24 @@ def test_csv_reads_back() -> None:
     out, err = _write("csv")
     assert err == "" and out.startswith("file,text,score,error\n")
     rows = list(csv.reader(io.StringIO(out, newline="")))
-    assert rows == [["file", "text", "score", "error"],
-                    ["one.png", "a cat", "-0.125", ""],
-                    ["bad.png", "", "", "cannot identify image file"],
-                    ["two, three.png", TRICKY, "-inf", ""]]
+    assert rows == [
+        ["file", "text", "score", "error"],
+        ["one.png", "a cat", "-0.125", ""],
+        ["bad.png", "", "", "cannot identify image file"],
+        ["two, three.png", TRICKY, "-inf", ""],
+    ]
 
 
 def test_csv_ranked() -> None:
     rows = list(csv.reader(io.StringIO(_write("csv", ranked=True)[0], newline="")))
     assert rows[0] == ["file", "rank", "text", "score", "error"]
-    assert [row[:3] for row in rows[1:]] == [["one.png", "1", "best"], ["one.png", "2", TRICKY],
-                                            ["bad.png", "", ""], ["two, three.png", "1", "x"],
-                                            ["two, three.png", "2", "y"]]
+    assert [row[:3] for row in rows[1:]] == [
+        ["one.png", "1", "best"],
+        ["one.png", "2", TRICKY],
+        ["bad.png", "", ""],
+        ["two, three.png", "1", "x"],
+        ["two, three.png", "2", "y"],
+    ]
 
 
 def _unescape_tsv(field: str) -> str:
@@ -182,10 +216,12 @@ def test_tsv_escapes_tabs_and_newlines() -> None:
     lines = out.split("\n")
     assert lines[-1] == "" and len(lines) == 5  # header + 3 rows, each on exactly one line
     rows = [[_unescape_tsv(field) for field in line.split("\t")] for line in lines[:-1]]
-    assert rows == [["file", "text", "score", "error"],
-                    ["one.png", "a cat", "-0.125", ""],
-                    ["bad.png", "", "", "cannot identify image file"],
-                    ["two, three.png", TRICKY, "-inf", ""]]
+    assert rows == [
+        ["file", "text", "score", "error"],
+        ["one.png", "a cat", "-0.125", ""],
+        ["bad.png", "", "", "cannot identify image file"],
+        ["two, three.png", TRICKY, "-inf", ""],
+    ]
     assert escape_tsv("a\tb\\n") == "a\\tb\\\\n"
 
 

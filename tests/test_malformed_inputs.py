@@ -285,10 +285,15 @@ def test_checkpoint_max_length_past_the_positions_is_capped(base, image, tmp_pat
     before it fails, instead of failing on an index."""
     folder = copy(base, tmp_path)
     edit_json(folder / "config.json", setter("decoder.n_positions", 6))  # GPT-2 with 6 positions: 5 new tokens
-    _edit_weights(folder, lambda state: state.update({"decoder.transformer.wpe.weight":
-                                                      state["decoder.transformer.wpe.weight"][:6].clone()}))
-    edit_json(folder / "generation_config.json", lambda d: d.update(max_length=500, eos_token_id=None,
-                                                                   pad_token_id=None))
+    _edit_weights(
+        folder,
+        lambda state: state.update(
+            {"decoder.transformer.wpe.weight": state["decoder.transformer.wpe.weight"][:6].clone()}
+        ),
+    )
+    edit_json(
+        folder / "generation_config.json", lambda d: d.update(max_length=500, eos_token_id=None, pad_token_id=None)
+    )
     code, out, err = run(capsys, "caption", "--model", str(folder), str(image), "--format", "jsonl")
     assert code == 0, err
     assert json.loads(out)["text"]
@@ -315,12 +320,15 @@ def _edit_weights(folder: Path, change) -> None:
     save_file(state, folder / "model.safetensors")
 
 
-@pytest.mark.parametrize("key,shape", [
-    ("decoder.transformer.h.0.attn.c_attn.weight", (48, 120)),  # the note's case: one tensor of another width
-    ("encoder.encoder.layer.0.attention.attention.query.weight", (40, 48)),  # one part of a fused tensor
-    ("encoder.embeddings.cls_token", (1, 1, 40)),  # a part concatenated along dim 1
-    ("decoder.transformer.ln_f.weight", (40, 1)),  # another number of dimensions
-])
+@pytest.mark.parametrize(
+    "key,shape",
+    [
+        ("decoder.transformer.h.0.attn.c_attn.weight", (48, 120)),  # the note's case: one tensor of another width
+        ("encoder.encoder.layer.0.attention.attention.query.weight", (40, 48)),  # one part of a fused tensor
+        ("encoder.embeddings.cls_token", (1, 1, 40)),  # a part concatenated along dim 1
+        ("decoder.transformer.ln_f.weight", (40, 1)),  # another number of dimensions
+    ],
+)
 def test_misshapen_tensor_is_named_before_use(base, image, tmp_path, capsys, key, shape):
     folder = copy(base, tmp_path)
     _edit_weights(folder, lambda state: state.__setitem__(key, torch.zeros(shape)))
@@ -352,8 +360,9 @@ def test_nan_weights_warn_at_load_and_nan_logits_are_an_error(base, image, tmp_p
     assert code == 0 and "NaN or inf" in out
 
 
-@pytest.mark.parametrize("shard", ["../outside.safetensors", "/tmp/outside.safetensors", "sub/../../x.safetensors",
-                                   "", 3])
+@pytest.mark.parametrize(
+    "shard", ["../outside.safetensors", "/tmp/outside.safetensors", "sub/../../x.safetensors", "", 3]
+)
 def test_shard_index_cannot_leave_the_model_folder(base, image, tmp_path, capsys, shard):
     folder = copy(base, tmp_path)
     state = load_file(folder / "model.safetensors")
@@ -436,8 +445,18 @@ def test_bad_flag_value_is_refused_naming_the_flag(base, image, capsys, flags, f
 
 
 def test_seed_at_the_top_of_its_range_works(base, image, capsys):
-    code, out, err = run(capsys, "caption", "--model", str(base), str(image), "--sample", "--seed", str(2**64 - 1),
-                         "--max-new-tokens", "3")
+    code, out, err = run(
+        capsys,
+        "caption",
+        "--model",
+        str(base),
+        str(image),
+        "--sample",
+        "--seed",
+        str(2**64 - 1),
+        "--max-new-tokens",
+        "3",
+    )
     assert code == 0 and out, err
 
 
@@ -446,8 +465,9 @@ def test_seed_at_the_top_of_its_range_works(base, image, capsys):
 
 def test_file_name_too_long_is_an_error_row(base, image, tmp_path, capsys):
     long = str(tmp_path / ("L" * 300 + ".png"))
-    code, out, err = run(capsys, "caption", "--model", str(base), long, str(image), "--format", "jsonl",
-                         "--max-new-tokens", "2")
+    code, out, err = run(
+        capsys, "caption", "--model", str(base), long, str(image), "--format", "jsonl", "--max-new-tokens", "2"
+    )
     assert code == 1 and "Traceback" not in err, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert rows[0]["file"] == long and "too long" in rows[0]["error"]
@@ -471,8 +491,20 @@ def test_non_utf8_file_name_is_written_escaped(base, image, tmp_path, capsys, fm
     name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.png")  # byte 0xE9 alone is not UTF-8
     shutil.copy(image, name)
     out_file = tmp_path / f"out.{fmt}"
-    code, out, err = run(capsys, "caption", "--model", str(base), name, str(image), "--format", fmt, "-o",
-                         str(out_file), "--max-new-tokens", "2")
+    code, out, err = run(
+        capsys,
+        "caption",
+        "--model",
+        str(base),
+        name,
+        str(image),
+        "--format",
+        fmt,
+        "-o",
+        str(out_file),
+        "--max-new-tokens",
+        "2",
+    )
     assert code == 0, err
     written = out_file.read_text(encoding="utf-8")  # valid UTF-8 throughout
     first = written.splitlines()[1 if fmt in ("csv", "tsv") else 0]
@@ -499,8 +531,11 @@ COMPOSE_CASES = [
     (["--encoder-config", "hidden_size=-1"], "--encoder-config", "encoder.hidden_size"),
     (["--decoder-config", "vocab_size=1000000000000"], "--decoder-config", "too large"),
     (["--encoder-config", "patch_size=0"], "--encoder-config", "encoder.patch_size"),
-    (["--encoder-config", "num_attention_heads=7", "--encoder-config", "hidden_size=192"], "--encoder-config",
-     "encoder.hidden_size 192 is not divisible by encoder.num_attention_heads 7"),
+    (
+        ["--encoder-config", "num_attention_heads=7", "--encoder-config", "hidden_size=192"],
+        "--encoder-config",
+        "encoder.hidden_size 192 is not divisible by encoder.num_attention_heads 7",
+    ),
     (["--encoder-config", "hidden_size=100"], "--encoder-config", "not divisible"),
     (["--decoder-config", "num_attention_heads=5"], "--decoder-config", "decoder.num_attention_heads 5"),
     (["--decoder-config", "hidden_size=0"], "--decoder-config", "decoder.hidden_size"),

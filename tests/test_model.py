@@ -46,7 +46,9 @@ def test_cached_steps_equal_full_forward(tiny, decoder):
     with torch.no_grad():
         full = model(pixel_values=pixels, decoder_input_ids=ids).logits
         cache = model.new_cache(model.encode(pixels), group=1, max_len=6)
-        steps = [model.decode_step(ids[:, :2], cache)] + [model.decode_step(ids[:, t : t + 1], cache) for t in range(2, 6)]
+        steps = [model.decode_step(ids[:, :2], cache)] + [
+            model.decode_step(ids[:, t : t + 1], cache) for t in range(2, 6)
+        ]
     assert cache.pos == 6
     assert (torch.cat(steps, dim=1) - full).abs().max() < 1e-4
 
@@ -105,8 +107,12 @@ def test_saved_names_round_trip(tiny):
         folder = tiny(encoder, decoder)
         saved = load_file(folder / "model.safetensors")
         ours = load_model(folder).hf_state_dict()
-        tied = {"decoder.lm_head.weight", "decoder.cls.predictions.decoder.weight", "decoder.lm_head.decoder.weight",
-                "decoder.output_projection.weight"}
+        tied = {
+            "decoder.lm_head.weight",
+            "decoder.cls.predictions.decoder.weight",
+            "decoder.lm_head.decoder.weight",
+            "decoder.output_projection.weight",
+        }
         assert set(ours) - tied <= set(saved)
         for name, tensor in ours.items():
             if name in saved:
@@ -223,8 +229,9 @@ def test_other_image_sizes_interpolate_positions_like_reference(tiny, encoder, s
 def test_dropout_is_active_in_training_only(tiny, decoder):
     model = load_model(tiny("vit", decoder))
     cfg = model.config.decoder
-    assert cfg.dropout > 0 and cfg.dropout == cfg.hf.get("resid_pdrop", cfg.hf.get("hidden_dropout_prob",
-                                                                                    cfg.hf.get("dropout")))
+    assert cfg.dropout > 0 and cfg.dropout == cfg.hf.get(
+        "resid_pdrop", cfg.hf.get("hidden_dropout_prob", cfg.hf.get("dropout"))
+    )
     pixels, ids = inputs(cfg.vocab_size)
     model.train()
     a = model(pixel_values=pixels, decoder_input_ids=ids).logits
@@ -232,8 +239,10 @@ def test_dropout_is_active_in_training_only(tiny, decoder):
     assert not torch.equal(a, b)
     model.eval()
     with torch.no_grad():
-        assert torch.equal(model(pixel_values=pixels, decoder_input_ids=ids).logits,
-                           model(pixel_values=pixels, decoder_input_ids=ids).logits)
+        assert torch.equal(
+            model(pixel_values=pixels, decoder_input_ids=ids).logits,
+            model(pixel_values=pixels, decoder_input_ids=ids).logits,
+        )
 
 
 def test_training_mode_without_dropout_matches_reference(tiny, tmp_path):
@@ -248,8 +257,9 @@ def test_training_mode_without_dropout_matches_reference(tiny, tmp_path):
     assert abs(got.loss.item() - expected.loss.item()) < 1e-5
     got.loss.backward()
     expected.loss.backward()
-    assert torch.allclose(ours.decoder.head_dense.weight.grad,
-                          ref.decoder.cls.predictions.transform.dense.weight.grad, atol=1e-5)
+    assert torch.allclose(
+        ours.decoder.head_dense.weight.grad, ref.decoder.cls.predictions.transform.dense.weight.grad, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("encoder", ["beit", "swin"])

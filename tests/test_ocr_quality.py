@@ -97,16 +97,41 @@ def test_variants_keep_the_line_size_and_invert_exactly() -> None:
 
 def test_table_has_every_row_and_column(model, lines, tmp_path, capsys) -> None:
     out = tmp_path / "figures.json"
-    code = q.main(["--model", str(model), "--data", str(lines), "--limit", "5", "--threads", "1",
-                   "--batch-sizes", "1", "2", "--tesseract", "", "--short", "7", "--long", "30", "--json", str(out)])
+    code = q.main(
+        [
+            "--model",
+            str(model),
+            "--data",
+            str(lines),
+            "--limit",
+            "5",
+            "--threads",
+            "1",
+            "--batch-sizes",
+            "1",
+            "2",
+            "--tesseract",
+            "",
+            "--short",
+            "7",
+            "--long",
+            "30",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     rows = table_rows(capsys.readouterr().out)
     assert rows[0] == ["", f"ved: {model}", "tesseract"]
     assert [row[0] for row in rows[2:]] == [
-        "CER, all: 5 lines", "WER, all: 5 lines", "CER, short (<= 7 chars): 2 lines",
+        "CER, all: 5 lines",
+        "WER, all: 5 lines",
+        "CER, short (<= 7 chars): 2 lines",
         "CER, long (>= 30 chars): 1 lines",
-        "CER, inverted (white on black): 5 lines", "CER, colour (tinted, uneven light): 5 lines",
-        "s/line, 1 thread, batch 1 (median)", "s/line, 1 thread, batch 2 (median)",
+        "CER, inverted (white on black): 5 lines",
+        "CER, colour (tinted, uneven light): 5 lines",
+        "s/line, 1 thread, batch 1 (median)",
+        "s/line, 1 thread, batch 2 (median)",
     ]
     assert all(len(row) == 3 and row[2] == "not asked for" for row in rows[2:])
     assert all(row[1].endswith("%") for row in rows[2:8]) and all(float(row[1]) > 0 for row in rows[8:])
@@ -123,8 +148,23 @@ def test_table_has_every_row_and_column(model, lines, tmp_path, capsys) -> None:
 
 
 def test_missing_tesseract_is_said_in_the_table(model, lines, capsys) -> None:
-    code = q.main(["--model", str(model), "--data", str(lines), "--limit", "2", "--threads", "1", "--batch-sizes", "1",
-                   "--no-variants", "--tesseract", "/nonexistent/tesseract"])
+    code = q.main(
+        [
+            "--model",
+            str(model),
+            "--data",
+            str(lines),
+            "--limit",
+            "2",
+            "--threads",
+            "1",
+            "--batch-sizes",
+            "1",
+            "--no-variants",
+            "--tesseract",
+            "/nonexistent/tesseract",
+        ]
+    )
     assert code == 0
     rows = table_rows(capsys.readouterr().out)
     assert [row[2] for row in rows[2:]] == ["not installed"] * 5
@@ -133,8 +173,23 @@ def test_missing_tesseract_is_said_in_the_table(model, lines, capsys) -> None:
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
 def test_tesseract_reads_the_same_lines(model, lines, tmp_path, capsys) -> None:
     out = tmp_path / "figures.json"
-    code = q.main(["--model", str(model), "--data", str(lines), "--limit", "2", "--threads", "1", "--batch-sizes", "2",
-                   "--no-variants", "--json", str(out)])
+    code = q.main(
+        [
+            "--model",
+            str(model),
+            "--data",
+            str(lines),
+            "--limit",
+            "2",
+            "--threads",
+            "1",
+            "--batch-sizes",
+            "2",
+            "--no-variants",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     rows = table_rows(capsys.readouterr().out)
     assert rows[0][2].startswith("tesseract ") and rows[0][2].endswith("(--psm 7)")
@@ -151,8 +206,21 @@ def test_bad_lines_are_named_and_left_out(model, lines, tmp_path, capsys) -> Non
     (data / "1.png").write_text("not an image")
     with open(data / "metadata.jsonl", "a") as f:
         f.write(json.dumps({"file_name": "gone.png", "text": "lost"}) + "\n")
-    code = q.main(["--model", str(model), "--data", str(data), "--threads", "1", "--batch-sizes", "1",
-                   "--no-variants", "--tesseract", ""])
+    code = q.main(
+        [
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--threads",
+            "1",
+            "--batch-sizes",
+            "1",
+            "--no-variants",
+            "--tesseract",
+            "",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert table_rows(captured.out)[2][0] == "CER, all: 4 lines"

@@ -43,7 +43,7 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node] = 1
         for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [node, dep] if dep in path else [node, dep]
+                return path[path.index(dep) :] + [node, dep] if dep in path else [node, dep]
             if dep not in state and (found := visit(dep, path + [node])):
                 return found
         state[node] = 2

@@ -46,10 +46,32 @@ def hf_config(d: dict) -> T.PretrainedConfig:
 
 def test_expected_presets_are_shipped():
     """The names `ved compose` documents, and one file per preset in configs/."""
-    assert {"vit-base", "vit-large", "deit-tiny", "deit-small", "deit-base", "beit-base", "swin-tiny", "swin-base",
-            "donut-swin"} <= set(ENCODER_PRESETS)
-    assert {"bert-base", "bert-large", "roberta-base", "xlm-roberta-base", "gpt2", "gpt2-medium", "trocr-small",
-            "trocr-base", "bart-base", "mbart", "electra-small", "electra-base", "distilbert"} <= set(DECODER_PRESETS)
+    assert {
+        "vit-base",
+        "vit-large",
+        "deit-tiny",
+        "deit-small",
+        "deit-base",
+        "beit-base",
+        "swin-tiny",
+        "swin-base",
+        "donut-swin",
+    } <= set(ENCODER_PRESETS)
+    assert {
+        "bert-base",
+        "bert-large",
+        "roberta-base",
+        "xlm-roberta-base",
+        "gpt2",
+        "gpt2-medium",
+        "trocr-small",
+        "trocr-base",
+        "bart-base",
+        "mbart",
+        "electra-small",
+        "electra-base",
+        "distilbert",
+    } <= set(DECODER_PRESETS)
     for side, names in (("encoder", ENCODER_PRESETS), ("decoder", DECODER_PRESETS)):
         assert sorted(p.stem for p in (ROOT / "configs" / f"{side}s").glob("*.json")) == names
 
@@ -91,26 +113,98 @@ def test_ved_builds_a_config(side, name):
 # Presets whose sizes transformers' config defaults describe (its docstrings name these same published models), and
 # the fields where they agree; for the others the defaults are a different model (BartConfig() is bart-large).
 DEFAULTS = [
-    ("encoder", "vit-base", T.ViTConfig, ["hidden_size", "num_hidden_layers", "num_attention_heads",
-                                          "intermediate_size", "image_size", "patch_size", "layer_norm_eps"]),
-    ("encoder", "deit-base", T.DeiTConfig, ["hidden_size", "num_hidden_layers", "num_attention_heads",
-                                            "intermediate_size", "image_size", "patch_size"]),
-    ("encoder", "beit-base", T.BeitConfig, ["hidden_size", "num_hidden_layers", "num_attention_heads",
-                                            "intermediate_size", "vocab_size", "layer_scale_init_value"]),
-    ("encoder", "swin-tiny", T.SwinConfig, ["embed_dim", "depths", "num_heads", "window_size", "hidden_size",
-                                            "patch_size", "mlp_ratio"]),
-    ("decoder", "bert-base", T.BertConfig, ["hidden_size", "num_hidden_layers", "num_attention_heads",
-                                            "intermediate_size", "vocab_size", "max_position_embeddings"]),
-    ("decoder", "roberta-base", T.RobertaConfig, ["hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                  "intermediate_size", "vocab_size", "pad_token_id"]),
-    ("decoder", "xlm-roberta-base", T.XLMRobertaConfig, ["hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                         "intermediate_size", "pad_token_id"]),
+    (
+        "encoder",
+        "vit-base",
+        T.ViTConfig,
+        [
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "image_size",
+            "patch_size",
+            "layer_norm_eps",
+        ],
+    ),
+    (
+        "encoder",
+        "deit-base",
+        T.DeiTConfig,
+        ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size", "patch_size"],
+    ),
+    (
+        "encoder",
+        "beit-base",
+        T.BeitConfig,
+        [
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "vocab_size",
+            "layer_scale_init_value",
+        ],
+    ),
+    (
+        "encoder",
+        "swin-tiny",
+        T.SwinConfig,
+        ["embed_dim", "depths", "num_heads", "window_size", "hidden_size", "patch_size", "mlp_ratio"],
+    ),
+    (
+        "decoder",
+        "bert-base",
+        T.BertConfig,
+        [
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "vocab_size",
+            "max_position_embeddings",
+        ],
+    ),
+    (
+        "decoder",
+        "roberta-base",
+        T.RobertaConfig,
+        ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size", "pad_token_id"],
+    ),
+    (
+        "decoder",
+        "xlm-roberta-base",
+        T.XLMRobertaConfig,
+        ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "pad_token_id"],
+    ),
     ("decoder", "gpt2", T.GPT2Config, ["n_embd", "n_layer", "n_head", "vocab_size", "n_positions", "bos_token_id"]),
-    ("decoder", "trocr-base", T.TrOCRConfig, ["d_model", "decoder_layers", "decoder_attention_heads",
-                                              "decoder_ffn_dim", "vocab_size", "max_position_embeddings"]),
+    (
+        "decoder",
+        "trocr-base",
+        T.TrOCRConfig,
+        [
+            "d_model",
+            "decoder_layers",
+            "decoder_attention_heads",
+            "decoder_ffn_dim",
+            "vocab_size",
+            "max_position_embeddings",
+        ],
+    ),
     ("decoder", "bart-base", T.BartConfig, ["vocab_size", "max_position_embeddings", "pad_token_id", "eos_token_id"]),
-    ("decoder", "electra-small", T.ElectraConfig, ["hidden_size", "embedding_size", "num_hidden_layers",
-                                                   "num_attention_heads", "intermediate_size", "vocab_size"]),
+    (
+        "decoder",
+        "electra-small",
+        T.ElectraConfig,
+        [
+            "hidden_size",
+            "embedding_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "vocab_size",
+        ],
+    ),
     ("decoder", "distilbert", T.DistilBertConfig, ["dim", "n_layers", "n_heads", "hidden_dim", "vocab_size"]),
 ]
 
@@ -196,9 +290,16 @@ def test_composed_models_match_the_published_size(model):
 
 @pytest.mark.parametrize(
     "alias,side,canonical",
-    [("vit", "encoder", "vit-base"), ("deit", "encoder", "deit-base"), ("swin", "encoder", "swin-tiny"),
-     ("bert", "decoder", "bert-base"), ("roberta", "decoder", "roberta-base"), ("trocr", "decoder", "trocr-base"),
-     ("bart", "decoder", "bart-base"), ("VIT", "encoder", "vit-base")],
+    [
+        ("vit", "encoder", "vit-base"),
+        ("deit", "encoder", "deit-base"),
+        ("swin", "encoder", "swin-tiny"),
+        ("bert", "decoder", "bert-base"),
+        ("roberta", "decoder", "roberta-base"),
+        ("trocr", "decoder", "trocr-base"),
+        ("bart", "decoder", "bart-base"),
+        ("VIT", "encoder", "vit-base"),
+    ],
 )
 def test_aliases(alias, side, canonical):
     assert is_preset(alias) and is_preset(alias, side)
@@ -254,8 +355,15 @@ def test_overrides_parse_json_values():
     base = load_preset("vit", "encoder")
     d = apply_overrides(
         base,
-        ["hidden_size=384", "layer_norm_eps=1e-6", "qkv_bias=false", "image_size=[384, 512]", "hidden_act=gelu_new",
-         "num_channels = 1", "patch_size=32.0"],
+        [
+            "hidden_size=384",
+            "layer_norm_eps=1e-6",
+            "qkv_bias=false",
+            "image_size=[384, 512]",
+            "hidden_act=gelu_new",
+            "num_channels = 1",
+            "patch_size=32.0",
+        ],
         "--encoder-config",
     )
     assert d["hidden_size"] == 384 and d["layer_norm_eps"] == 1e-6 and d["qkv_bias"] is False
@@ -275,10 +383,17 @@ def test_overrides_may_add_fields_ved_reads():
 
 @pytest.mark.parametrize(
     "item,words",
-    [("hidden_sise=3", ["hidden_sise", "did you mean hidden_size"]), ("pooler_act=relu", ["unknown vit config key"]),
-     ("hidden_size", ["KEY=VALUE"]), ("=3", ["KEY=VALUE"]), ("model_type=deit", ["model_type"]),
-     ("hidden_size=big", ["hidden_size takes a number"]), ("qkv_bias=1", ["qkv_bias takes true or false"]),
-     ("num_hidden_layers=2.5", ["whole number"]), ("layer_norm_eps=null", ["takes a number"])],
+    [
+        ("hidden_sise=3", ["hidden_sise", "did you mean hidden_size"]),
+        ("pooler_act=relu", ["unknown vit config key"]),
+        ("hidden_size", ["KEY=VALUE"]),
+        ("=3", ["KEY=VALUE"]),
+        ("model_type=deit", ["model_type"]),
+        ("hidden_size=big", ["hidden_size takes a number"]),
+        ("qkv_bias=1", ["qkv_bias takes true or false"]),
+        ("num_hidden_layers=2.5", ["whole number"]),
+        ("layer_norm_eps=null", ["takes a number"]),
+    ],
 )
 def test_bad_overrides_name_the_flag(item, words):
     with pytest.raises(OptionError) as err:
@@ -308,10 +423,14 @@ def test_swin_sizes_follow_their_sources(name):
 NOT_OFFERED = {"model_type", "position_embedding_type", "cross_attention_hidden_size"}
 
 
-@pytest.mark.parametrize("module,kinds", [
-    *[(m, [k for k, v in encoders.FAMILIES.items() if v is m]) for m in set(encoders.FAMILIES.values())],
-    *[(m, [k for k, v in decoders.FAMILIES.items() if v is m]) for m in set(decoders.FAMILIES.values())],
-], ids=lambda v: v.__name__.rsplit(".", 1)[-1] if inspect.ismodule(v) else "-".join(v))
+@pytest.mark.parametrize(
+    "module,kinds",
+    [
+        *[(m, [k for k, v in encoders.FAMILIES.items() if v is m]) for m in set(encoders.FAMILIES.values())],
+        *[(m, [k for k, v in decoders.FAMILIES.items() if v is m]) for m in set(decoders.FAMILIES.values())],
+    ],
+    ids=lambda v: v.__name__.rsplit(".", 1)[-1] if inspect.ismodule(v) else "-".join(v),
+)
 def test_allow_list_covers_what_ved_reads(module, kinds):
     """Every config key a family's config_from_hf reads may be overridden (less the few left out on purpose), and
     every allowed key is a field transformers' config class for that model_type knows."""
@@ -343,8 +462,11 @@ def test_package_ships_the_presets():
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "packages" not in tool  # found, not listed by hand
     assert tool["package-dir"] == {"vedcli.presets_data": "configs"}
-    data = {"vedcli.presets_data" + "".join("." + part for part in p.relative_to(ROOT / "configs").parts)
-            for p in (ROOT / "configs").rglob("*") if p.is_dir()} | {"vedcli.presets_data"}
+    data = {
+        "vedcli.presets_data" + "".join("." + part for part in p.relative_to(ROOT / "configs").parts)
+        for p in (ROOT / "configs").rglob("*")
+        if p.is_dir()
+    } | {"vedcli.presets_data"}
     code = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vedcli").rglob("__init__.py")}
     found = runpy.run_path(str(ROOT / "setup.py"), run_name="setup")["packages"]()
     assert set(found) == code | data
@@ -352,7 +474,11 @@ def test_package_ships_the_presets():
     def folder(package: str) -> Path:  # where setuptools takes a package from
         return ROOT.joinpath("configs", *package.split(".")[2:])
 
-    shipped = {p for package, patterns in tool["package-data"].items() for pattern in patterns
-               for p in folder(package).glob(pattern)}
+    shipped = {
+        p
+        for package, patterns in tool["package-data"].items()
+        for pattern in patterns
+        for p in folder(package).glob(pattern)
+    }
     assert shipped == {p for p in (ROOT / "configs").rglob("*") if p.is_file()}
     assert presets.data_dir().resolve() == (ROOT / "configs").resolve()

@@ -28,22 +28,48 @@ VARIANTS = {
     # is one unshifted window. 40x33 and 33x52: non-square, padded on one side only.
     "swin": (
         "swin",
-        dict(image_size=32, patch_size=3, embed_dim=24, depths=[2, 2], num_heads=[2, 4], window_size=6,
-             mlp_ratio=2.5, layer_norm_eps=1e-6),
+        dict(
+            image_size=32,
+            patch_size=3,
+            embed_dim=24,
+            depths=[2, 2],
+            num_heads=[2, 4],
+            window_size=6,
+            mlp_ratio=2.5,
+            layer_norm_eps=1e-6,
+        ),
         [(32, 32), (40, 33), (33, 52)],
     ),
     # Absolute positions trained on a square grid (8x8) are resampled at other sizes, as with interpolate_pos_encoding.
     "swin-absolute": (
         "swin",
-        dict(image_size=32, patch_size=4, embed_dim=24, depths=[2, 2], num_heads=[3, 3], window_size=4,
-             use_absolute_embeddings=True, layer_norm_eps=1e-6),
+        dict(
+            image_size=32,
+            patch_size=4,
+            embed_dim=24,
+            depths=[2, 2],
+            num_heads=[3, 3],
+            window_size=4,
+            use_absolute_embeddings=True,
+            layer_norm_eps=1e-6,
+        ),
         [(32, 32), (48, 40)],
     ),
     # Positions trained on a non-square grid only fit that size; no qkv bias; tanh GELU; window 3 pads 10 cols to 12.
     "swin-absolute-oblong": (
         "swin",
-        dict(image_size=[24, 40], patch_size=4, embed_dim=20, depths=[2, 2], num_heads=[2, 5], window_size=3,
-             use_absolute_embeddings=True, qkv_bias=False, hidden_act="gelu_new", layer_norm_eps=1e-4),
+        dict(
+            image_size=[24, 40],
+            patch_size=4,
+            embed_dim=20,
+            depths=[2, 2],
+            num_heads=[2, 5],
+            window_size=3,
+            use_absolute_embeddings=True,
+            qkv_bias=False,
+            hidden_act="gelu_new",
+            layer_norm_eps=1e-4,
+        ),
         [(24, 40)],
     ),
     # Both stages shifted and padded (as in Donut's large pages); no final LayerNorm.
@@ -55,8 +81,15 @@ VARIANTS = {
     # Three stages, odd depth, merging of odd maps on both axes; the last stage is exactly one window wide.
     "donut-swin-3": (
         "donut-swin",
-        dict(image_size=[64, 48], patch_size=4, embed_dim=16, depths=[2, 3, 2], num_heads=[2, 2, 4], window_size=3,
-             mlp_ratio=3.0),
+        dict(
+            image_size=[64, 48],
+            patch_size=4,
+            embed_dim=16,
+            depths=[2, 3, 2],
+            num_heads=[2, 2, 4],
+            window_size=3,
+            mlp_ratio=3.0,
+        ),
         [(64, 48), (70, 45)],
     ),
 }
@@ -192,8 +225,9 @@ def test_composite_resamples_positions_unless_told_not_to(tiny):
 
 
 def test_donut_absolute_positions_are_refused_like_the_reference():
-    cfg = T.DonutSwinConfig(image_size=16, patch_size=4, embed_dim=8, depths=[2], num_heads=[2], window_size=2,
-                            use_absolute_embeddings=True)
+    cfg = T.DonutSwinConfig(
+        image_size=16, patch_size=4, embed_dim=8, depths=[2], num_heads=[2], window_size=2, use_absolute_embeddings=True
+    )
     with pytest.raises(RuntimeError):
         T.DonutSwinModel(cfg).eval()(pixel_values=pixels((16, 16)))
     with pytest.raises(ModelError, match="donut-swin with use_absolute_embeddings"):

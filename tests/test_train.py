@@ -123,9 +123,32 @@ def overfit(tiny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("overfit")
     data = write_data(tmp / "data", 4)
     run = tmp / "run"
-    result = invoke("--model", folder, "--data", data, "--val-data", data, "--output", run, "--max-steps", 40,
-                    "--batch-size", 4, "--lr", 3e-3, "--schedule", "constant", "--log-every", 1, "--eval-every", 10,
-                    "--metric", "cer", "--samples", 2)
+    result = invoke(
+        "--model",
+        folder,
+        "--data",
+        data,
+        "--val-data",
+        data,
+        "--output",
+        run,
+        "--max-steps",
+        40,
+        "--batch-size",
+        4,
+        "--lr",
+        3e-3,
+        "--schedule",
+        "constant",
+        "--log-every",
+        1,
+        "--eval-every",
+        10,
+        "--metric",
+        "cer",
+        "--samples",
+        2,
+    )
     return folder, data, run, result
 
 
@@ -177,9 +200,13 @@ def test_metrics_jsonl(overfit, tiny):
     ]
     # the validation loss is the loss of the saved weights on the validation set
     trained = load_model(run / "last")
-    dataset = ImageTextDataset([Example(data / f"{i}.png", TEXTS[i], i + 1) for i in range(4)],
-                               load_image_processor(run / "last", image_size=(32, 32)), load_tokenizer(run / "last"),
-                               eos, append_eos=True)
+    dataset = ImageTextDataset(
+        [Example(data / f"{i}.png", TEXTS[i], i + 1) for i in range(4)],
+        load_image_processor(run / "last", image_size=(32, 32)),
+        load_tokenizer(run / "last"),
+        eos,
+        append_eos=True,
+    )
     with torch.no_grad():
         val_loss = batch_loss(trained, collate([dataset[i] for i in range(4)])).item()
     assert abs(last["val_loss"] - val_loss) < 1e-5
@@ -193,8 +220,15 @@ def test_metrics_jsonl(overfit, tiny):
 
 def test_saved_folders_are_complete_and_differ(overfit):
     _, _, run, _ = overfit
-    names = {"config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json",
-             "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    names = {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
     assert names <= {p.name for p in (run / "best").iterdir()}
     assert not (run / "best" / "training_state.pt").exists()
     assert (run / "last" / "training_state.pt").exists()
@@ -209,8 +243,19 @@ def test_saved_folders_are_complete_and_differ(overfit):
 
 def _common(model, data, run, **extra) -> TrainOptions:
     # 5 examples in batches of 2, two batches an update: epochs end mid-update and on a short batch; dropout is on
-    return TrainOptions(model=str(model), data=str(data), output=str(run), batch_size=2, grad_accum=2, lr=1e-3,
-                        warmup_steps=2, weight_decay=0.1, log_every=1, seed=7, **extra)
+    return TrainOptions(
+        model=str(model),
+        data=str(data),
+        output=str(run),
+        batch_size=2,
+        grad_accum=2,
+        lr=1e-3,
+        warmup_steps=2,
+        weight_decay=0.1,
+        log_every=1,
+        seed=7,
+        **extra,
+    )
 
 
 def _same_weights(a: Path, b: Path) -> None:
@@ -270,7 +315,9 @@ def test_interrupted_run_resumes_to_the_same_weights(linear_run, tmp_path, worke
 def test_resume_refuses_changes_that_make_another_run(tiny, tmp_path):
     data = write_data(tmp_path / "data", 2)
     run = tmp_path / "run"
-    run_quietly(TrainOptions(model=str(tiny("vit", "gpt2")), data=str(data), output=str(run), max_steps=1, batch_size=2))
+    run_quietly(
+        TrainOptions(model=str(tiny("vit", "gpt2")), data=str(data), output=str(run), max_steps=1, batch_size=2)
+    )
     result = invoke("--output", run, "--resume", "--batch-size", 4)
     assert result.exit_code == 2
     assert "Error: a resumed run keeps its --batch-size (2) (--batch-size)" in result.stderr
@@ -284,10 +331,29 @@ def test_ctrl_c_saves_a_loadable_last_checkpoint(tiny, tmp_path):
     """A real Ctrl-C to the process group (trainer and its data loading process) of `python -m vedcli train`."""
     data = write_data(tmp_path / "data", 4)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "vedcli", "train", "--model", str(tiny("vit", "gpt2")), "--data", str(data),
-           "--output", str(run), "--max-steps", "100000", "--batch-size", "2", "--log-every", "1", "--workers", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "vedcli",
+        "train",
+        "--model",
+        str(tiny("vit", "gpt2")),
+        "--data",
+        str(data),
+        "--output",
+        str(run),
+        "--max-steps",
+        "100000",
+        "--batch-size",
+        "2",
+        "--log-every",
+        "1",
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not ((run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= 2):
@@ -314,9 +380,11 @@ def test_bad_rows_are_listed_and_nothing_is_written(tiny, tmp_path):
     data = write_data(tmp_path / "data", 3)
     (data / "notes.png").write_text("not an image")
     rows = (data / "metadata.jsonl").read_text().splitlines()
-    rows[1:1] = [json.dumps({"file_name": "gone.png", "text": "lost"}),
-                 json.dumps({"file_name": "0.png", "text": "  "}),
-                 json.dumps({"file_name": "notes.png", "text": "a note"})]
+    rows[1:1] = [
+        json.dumps({"file_name": "gone.png", "text": "lost"}),
+        json.dumps({"file_name": "0.png", "text": "  "}),
+        json.dumps({"file_name": "notes.png", "text": "a note"}),
+    ]
     (data / "metadata.jsonl").write_text("\n".join(rows) + "\n")
     run = tmp_path / "run"
     model = tiny("vit", "gpt2")
@@ -340,14 +408,22 @@ def test_bad_rows_are_listed_and_nothing_is_written(tiny, tmp_path):
     "args, message",
     [
         (["--data", "D"], "Error: which model to fine-tune? (hub id or folder) (--model)"),
-        (["--model", "M", "--data", "D", "--val-data", "D", "--val-split", "0.1"],
-         "Error: give --val-data or --val-split, not both (--val-split)"),
-        (["--model", "M", "--data", "D", "--batch-size", "0"], "Error: must be a positive whole number, got 0 "
-         "(--batch-size)"),
-        (["--model", "M", "--data", "D", "--label-smoothing", "1"], "Error: must be in [0, 1), got 1.0 "
-         "(--label-smoothing)"),
-        (["--model", "M", "--data", "D", "--dtype", "fp16", "--device", "cpu"],
-         "Error: fp16 training needs a CUDA device; use bf16 on the CPU (--dtype)"),
+        (
+            ["--model", "M", "--data", "D", "--val-data", "D", "--val-split", "0.1"],
+            "Error: give --val-data or --val-split, not both (--val-split)",
+        ),
+        (
+            ["--model", "M", "--data", "D", "--batch-size", "0"],
+            "Error: must be a positive whole number, got 0 (--batch-size)",
+        ),
+        (
+            ["--model", "M", "--data", "D", "--label-smoothing", "1"],
+            "Error: must be in [0, 1), got 1.0 (--label-smoothing)",
+        ),
+        (
+            ["--model", "M", "--data", "D", "--dtype", "fp16", "--device", "cpu"],
+            "Error: fp16 training needs a CUDA device; use bf16 on the CPU (--dtype)",
+        ),
     ],
 )
 def test_bad_options_stop_before_anything_happens(tmp_path, args, message):
@@ -413,8 +489,9 @@ def test_freeze_encoder_and_bf16_autocast(tiny, tmp_path):
     encoder = [k for k in bf16 if k.startswith("encoder.")]
     assert encoder and all(torch.equal(bf16[k], source[k]) for k in encoder)
     assert not torch.equal(bf16["enc_to_dec_proj.weight"], source["enc_to_dec_proj.weight"])
-    assert not torch.equal(bf16["decoder.transformer.h.0.attn.c_attn.weight"],
-                           source["decoder.transformer.h.0.attn.c_attn.weight"])
+    assert not torch.equal(
+        bf16["decoder.transformer.h.0.attn.c_attn.weight"], source["decoder.transformer.h.0.attn.c_attn.weight"]
+    )
     loss32, loss16 = events(tmp_path / "fp32", "train")[0]["loss"], events(tmp_path / "bf16", "train")[0]["loss"]
     assert loss16 != loss32 and abs(loss16 - loss32) < 0.02 * loss32  # bf16 arithmetic, same loss within rounding
 
@@ -441,8 +518,15 @@ def test_mixed_precision_on_cuda(tiny, tmp_path, dtype):
 def test_progress_bar_and_val_split(tiny, tmp_path):
     data = write_data(tmp_path / "data", 5)
     err = io.StringIO()
-    options = TrainOptions(model=str(tiny("vit", "gpt2")), data=str(data), output=str(tmp_path / "run"), epochs=2,
-                           batch_size=2, val_split=0.4, samples=1)
+    options = TrainOptions(
+        model=str(tiny("vit", "gpt2")),
+        data=str(data),
+        output=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=2,
+        val_split=0.4,
+        samples=1,
+    )
     result = train(options, err=err, progress_bar=True)
     assert result.step == 4 and result.total_steps == 4  # 3 training examples: 2 batches an epoch
     assert [e["step"] for e in events(tmp_path / "run", "eval")] == [2, 4]  # each epoch by default

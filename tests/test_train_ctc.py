@@ -22,8 +22,17 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from checkpoints import reference
-from test_train import (NO_DROPOUT, TEXTS, _common, _same_weights, events, invoke, reference_labels, run_quietly,
-                        write_data)
+from test_train import (
+    NO_DROPOUT,
+    TEXTS,
+    _common,
+    _same_weights,
+    events,
+    invoke,
+    reference_labels,
+    run_quietly,
+    write_data,
+)
 from vedcli.training.ctc import CTCHead, WithCTC, new_head, special_ids, targets
 from vedcli.generation.defaults import SpecialTokens
 from vedcli.checkpoints.load import load_model
@@ -88,8 +97,28 @@ def ctc_run(tiny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ctc")
     data = write_data(tmp / "data", 4)
     run = tmp / "run"
-    result = invoke("--model", folder, "--data", data, "--val-data", data, "--output", run, "--max-steps", 12,
-                    "--batch-size", 4, "--lr", 3e-3, "--schedule", "constant", "--log-every", 1, "--ctc-weight", 0.5)
+    result = invoke(
+        "--model",
+        folder,
+        "--data",
+        data,
+        "--val-data",
+        data,
+        "--output",
+        run,
+        "--max-steps",
+        12,
+        "--batch-size",
+        4,
+        "--lr",
+        3e-3,
+        "--schedule",
+        "constant",
+        "--log-every",
+        1,
+        "--ctc-weight",
+        0.5,
+    )
     return folder, data, run, result
 
 
@@ -97,8 +126,9 @@ def test_ctc_loss_falls_and_loss_stays_the_token_loss(ctc_run):
     folder, data, run, result = ctc_run
     assert result.exit_code == 0, result.output
     steps = events(run, "train")
-    assert all(set(e) == {"event", "step", "epoch", "loss", "lr", "images_per_s", "grad_norm", "ctc_loss"}
-               for e in steps)
+    assert all(
+        set(e) == {"event", "step", "epoch", "loss", "lr", "images_per_s", "grad_norm", "ctc_loss"} for e in steps
+    )
     assert steps[-1]["ctc_loss"] < 0.7 * steps[0]["ctc_loss"]
     assert steps[-1]["loss"] < steps[0]["loss"]
     assert "ctc " in result.stderr  # the step log line shows it
@@ -129,8 +159,19 @@ def test_checkpoints_hold_no_ctc_head(ctc_run):
 
 def test_bf16_autocast(ctc_run, tmp_path):
     folder, data, run, _ = ctc_run
-    run_quietly(TrainOptions(model=str(folder), data=str(data), output=str(tmp_path / "bf16"), max_steps=1,
-                             batch_size=4, lr=3e-3, log_every=1, ctc_weight=0.5, dtype="bf16"))
+    run_quietly(
+        TrainOptions(
+            model=str(folder),
+            data=str(data),
+            output=str(tmp_path / "bf16"),
+            max_steps=1,
+            batch_size=4,
+            lr=3e-3,
+            log_every=1,
+            ctc_weight=0.5,
+            dtype="bf16",
+        )
+    )
     fp32, bf16 = events(run, "train")[0]["ctc_loss"], events(tmp_path / "bf16", "train")[0]["ctc_loss"]
     assert math.isfinite(bf16) and bf16 != fp32 and abs(bf16 - fp32) < 0.02 * fp32
 
@@ -159,8 +200,10 @@ def test_resume_with_ctc_is_bit_identical(tiny, tmp_path):
         (["--ctc-weight", "-0.5"], "Error: must be 0 (no CTC loss) or more, got -0.5 (--ctc-weight)"),
         (["--ctc-weight", "nan"], "Error: must be 0 (no CTC loss) or more, got nan (--ctc-weight)"),
         (["--ctc-weight", "inf"], "Error: must be 0 (no CTC loss) or more, got inf (--ctc-weight)"),
-        (["--ctc-weight", "0.3", "--freeze-encoder"],
-         "Error: a CTC loss on the encoder has nothing to train with --freeze-encoder (--ctc-weight)"),
+        (
+            ["--ctc-weight", "0.3", "--freeze-encoder"],
+            "Error: a CTC loss on the encoder has nothing to train with --freeze-encoder (--ctc-weight)",
+        ),
     ],
 )
 def test_bad_ctc_settings_are_refused(tmp_path, args, message):
@@ -175,15 +218,53 @@ def test_two_processes_match_one_with_ctc(tiny, tmp_path):
     """torchrun with two processes and the head: the same losses (token and CTC) and the same head as one process."""
     model = tiny("vit", "gpt2", decoder_over=NO_DROPOUT)
     data = write_data(tmp_path / "data", 4)
-    common = ["--model", str(model), "--data", str(data), "--max-steps", "3", "--grad-accum", "2", "--lr", "3e-3",
-              "--log-every", "1", "--ctc-weight", "0.5"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "vedcli", "train", *common, "--batch-size", "1", "--output", str(tmp_path / "two")]
-    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=300)
+    common = [
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--max-steps",
+        "3",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "3e-3",
+        "--log-every",
+        "1",
+        "--ctc-weight",
+        "0.5",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "vedcli",
+        "train",
+        *common,
+        "--batch-size",
+        "1",
+        "--output",
+        str(tmp_path / "two"),
+    ]
+    done = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    one = TrainOptions(model=str(model), data=str(data), max_steps=3, grad_accum=2, lr=3e-3, log_every=1,
-                       ctc_weight=0.5, batch_size=2, output=str(tmp_path / "one"))
+    one = TrainOptions(
+        model=str(model),
+        data=str(data),
+        max_steps=3,
+        grad_accum=2,
+        lr=3e-3,
+        log_every=1,
+        ctc_weight=0.5,
+        batch_size=2,
+        output=str(tmp_path / "one"),
+    )
     train(one, err=io.StringIO(), progress_bar=False)
     two, single = events(tmp_path / "two", "train"), events(tmp_path / "one", "train")
     assert len(two) == len(single) == 3

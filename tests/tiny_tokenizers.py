@@ -101,8 +101,15 @@ def write_gpt2_bpe(folder: str | Path) -> int:
 def _write_roberta_special_tokens(folder: Path) -> dict:
     """special_tokens_map.json of the RoBERTa / XLM-R layout; returns its mask token entry."""
     mask = {"content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False, "normalized": False}
-    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
-                "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask}
+    specials = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "sep_token": "</s>",
+        "pad_token": "<pad>",
+        "cls_token": "<s>",
+        "mask_token": mask,
+    }
     _write_json(folder / "special_tokens_map.json", specials)
     return mask
 

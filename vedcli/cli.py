@@ -25,8 +25,10 @@ from . import interrupts
 
 # Ctrl-C from the moment the `ved` program starts, typer's import below included (vedcli/interrupts.py); when the
 # module is imported by other code, main() does this instead.
-if Path(sys.argv[0]).name == "ved" or getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name",
-                                              None) == "vedcli.__main__":
+if (
+    Path(sys.argv[0]).name == "ved"
+    or getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None) == "vedcli.__main__"
+):
     interrupts.starting()
 
 import typer  # noqa: E402
@@ -145,35 +147,57 @@ def _root(
 # The options both commands share, declared once.
 Inputs = Annotated[
     list[str] | None,
-    typer.Argument(metavar="INPUT", help="Image files, folders (searched recursively), or - to read paths from stdin.",
-                   show_default=False),
+    typer.Argument(
+        metavar="INPUT",
+        help="Image files, folders (searched recursively), or - to read paths from stdin.",
+        show_default=False,
+    ),
 ]
 Revision = Annotated[str | None, typer.Option("--revision", metavar="REV", help="Hub branch, tag or commit.")]
 Beams = Annotated[int | None, typer.Option("--beams", help="Beam search width (1: greedy).")]
 MaxNew = Annotated[int | None, typer.Option("--max-new-tokens", help="Most tokens to generate.")]
 MinNew = Annotated[int | None, typer.Option("--min-new-tokens", help="Fewest tokens to generate.")]
-Sample = Annotated[bool | None, typer.Option("--sample/--no-sample", help="Sample instead of greedy / beam search.",
-                                             show_default=False)]
+Sample = Annotated[
+    bool | None,
+    typer.Option("--sample/--no-sample", help="Sample instead of greedy / beam search.", show_default=False),
+]
 Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (needs --sample).")]
-TopK = Annotated[int | None, typer.Option("--top-k", help="Sample from the k likeliest tokens (needs --sample; "
-                                          "0: all).")]
+TopK = Annotated[
+    int | None, typer.Option("--top-k", help="Sample from the k likeliest tokens (needs --sample; 0: all).")
+]
 TopP = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass (needs --sample).")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (needs --sample).")]
 NoRepeat = Annotated[int | None, typer.Option("--no-repeat-ngram-size", help="Never repeat an n-gram of this size.")]
 RepPenalty = Annotated[float | None, typer.Option("--repetition-penalty", help="Penalty for tokens already generated.")]
-LenPenalty = Annotated[float | None, typer.Option("--length-penalty", help="Beam score length exponent (needs --beams).")]
+LenPenalty = Annotated[
+    float | None, typer.Option("--length-penalty", help="Beam score length exponent (needs --beams).")
+]
 NumReturn = Annotated[int | None, typer.Option("--num-return-sequences", help="Results per image.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
-MaxPixels = Annotated[str | None, typer.Option(
-    "--max-pixels", metavar="N", show_default=False,
-    help="Refuse images of more pixels, e.g. 250M or 250000000 (default: 100M; 0: no limit).")]
+MaxPixels = Annotated[
+    str | None,
+    typer.Option(
+        "--max-pixels",
+        metavar="N",
+        show_default=False,
+        help="Refuse images of more pixels, e.g. 250M or 250000000 (default: 100M; 0: no limit).",
+    ),
+]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run.")]
-DTypeOpt = Annotated[DType | None, typer.Option("--dtype", help="Weights and compute type (default: fp32).",
-                                                show_default=False)]
-FormatOpt = Annotated[Format | None, typer.Option("--format", show_default=False, help="Output format (default: "
-                                                  "from the --output file's extension, .jsonl .csv .tsv; else text).")]
-Output = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
-                                            help="Write results to this file instead of stdout.")]
+DTypeOpt = Annotated[
+    DType | None, typer.Option("--dtype", help="Weights and compute type (default: fp32).", show_default=False)
+]
+FormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        show_default=False,
+        help="Output format (default: from the --output file's extension, .jsonl .csv .tsv; else text).",
+    ),
+]
+Output = Annotated[
+    str | None, typer.Option("--output", "-o", metavar="FILE", help="Write results to this file instead of stdout.")
+]
 
 
 def _generation_command(default_model: str, summary: str):
@@ -203,17 +227,31 @@ def _generation_command(default_model: str, summary: str):
         output: Output = None,
     ) -> None:
         options = DecodingOptions(
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=beams, do_sample=sample,
-            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, no_repeat_ngram_size=no_repeat_ngram_size,
-            repetition_penalty=repetition_penalty, length_penalty=length_penalty,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            num_beams=beams,
+            do_sample=sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            repetition_penalty=repetition_penalty,
+            length_penalty=length_penalty,
             num_return_sequences=num_return_sequences,
         )
 
         def work() -> int:
             settings = RunSettings(
-                inputs=list(inputs or []), model=model, revision=revision, device=device.value,
-                dtype=dtype.value if dtype is not None else None, batch_size=batch_size,
-                format=_output_format(format, output).value, output=output, options=options,
+                inputs=list(inputs or []),
+                model=model,
+                revision=revision,
+                device=device.value,
+                dtype=dtype.value if dtype is not None else None,
+                batch_size=batch_size,
+                format=_output_format(format, output).value,
+                output=output,
+                options=options,
                 max_pixels=_pixel_count(max_pixels),
             )
             return run(settings, sys.stdin, sys.stdout, sys.stderr)
@@ -230,8 +268,9 @@ def _pixel_count(text: str | None) -> int | None:
         return None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*", text)
     if match is None:
-        raise OptionError(f"--max-pixels must be a number of pixels such as 250M or 250000000, not {text!r}",
-                          where="--max-pixels")
+        raise OptionError(
+            f"--max-pixels must be a number of pixels such as 250M or 250000000, not {text!r}", where="--max-pixels"
+        )
     scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[match.group(2).lower()]
     return int(float(match.group(1)) * scale)
 
@@ -247,15 +286,19 @@ class InfoFormat(str, Enum):
 
 @app.command("convert", cls=_Command)
 def convert(
-    source: Annotated[str, typer.Argument(metavar="SRC", help="Hub id or folder, in any layout ved loads.",
-                                          show_default=False)],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="DST", help="The folder to write.",
-                                        show_default=False)],
+    source: Annotated[
+        str, typer.Argument(metavar="SRC", help="Hub id or folder, in any layout ved loads.", show_default=False)
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="DST", help="The folder to write.", show_default=False)
+    ],
     revision: Revision = None,
-    dtype: Annotated[DType | None, typer.Option("--dtype", help="Stored weights type (default: the source's).",
-                                                show_default=False)] = None,
-    max_shard_size: Annotated[str | None, typer.Option("--max-shard-size", help="Split weights into files of at "
-                                                       "most this size, e.g. 500MB.")] = None,
+    dtype: Annotated[
+        DType | None, typer.Option("--dtype", help="Stored weights type (default: the source's).", show_default=False)
+    ] = None,
+    max_shard_size: Annotated[
+        str | None, typer.Option("--max-shard-size", help="Split weights into files of at most this size, e.g. 500MB.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace DST if it exists.")] = False,
 ) -> None:
     """Turn a checkpoint into a self-contained safetensors folder that ved and transformers load quickly."""
@@ -264,8 +307,14 @@ def convert(
     from .commands.convert import report
 
     def work() -> int:
-        done = run_convert(source, output, revision=revision, dtype=dtype.value if dtype else None,
-                           max_shard_size=parse_size(max_shard_size), force=force)
+        done = run_convert(
+            source,
+            output,
+            revision=revision,
+            dtype=dtype.value if dtype else None,
+            max_shard_size=parse_size(max_shard_size),
+            force=force,
+        )
         print(report(done))
         return EXIT_OK
 
@@ -275,27 +324,64 @@ def convert(
 
 @app.command("compose", cls=_Command)
 def compose(
-    encoder: Annotated[str, typer.Argument(metavar="ENCODER", help="Encoder preset (vit, deit-small, swin, ...) or "
-                                           "pretrained vision model (hub id or folder).", show_default=False)],
-    decoder: Annotated[str, typer.Argument(metavar="DECODER", help="Decoder preset (bert, gpt2, trocr, ...) or "
-                                           "pretrained language model (hub id or folder).", show_default=False)],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="The folder to write.",
-                                        show_default=False)],
-    encoder_config: Annotated[list[str] | None, typer.Option("--encoder-config", metavar="KEY=VALUE",
-                                                             help="Change an encoder config field (repeatable).",
-                                                             show_default=False)] = None,
-    decoder_config: Annotated[list[str] | None, typer.Option("--decoder-config", metavar="KEY=VALUE",
-                                                             help="Change a decoder config field (repeatable).",
-                                                             show_default=False)] = None,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", metavar="SRC", help="Take the tokenizer from this "
-                                                  "hub id or folder (its size sets a preset's vocab_size).")] = None,
-    revision_encoder: Annotated[str | None, typer.Option("--revision-encoder", metavar="REV",
-                                                          help="Hub revision of ENCODER.")] = None,
-    revision_decoder: Annotated[str | None, typer.Option("--revision-decoder", metavar="REV",
-                                                          help="Hub revision of DECODER.")] = None,
+    encoder: Annotated[
+        str,
+        typer.Argument(
+            metavar="ENCODER",
+            help="Encoder preset (vit, deit-small, swin, ...) or pretrained vision model (hub id or folder).",
+            show_default=False,
+        ),
+    ],
+    decoder: Annotated[
+        str,
+        typer.Argument(
+            metavar="DECODER",
+            help="Decoder preset (bert, gpt2, trocr, ...) or pretrained language model (hub id or folder).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="DIR", help="The folder to write.", show_default=False)
+    ],
+    encoder_config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--encoder-config",
+            metavar="KEY=VALUE",
+            help="Change an encoder config field (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    decoder_config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--decoder-config",
+            metavar="KEY=VALUE",
+            help="Change a decoder config field (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            "--tokenizer",
+            metavar="SRC",
+            help="Take the tokenizer from this hub id or folder (its size sets a preset's vocab_size).",
+        ),
+    ] = None,
+    revision_encoder: Annotated[
+        str | None, typer.Option("--revision-encoder", metavar="REV", help="Hub revision of ENCODER.")
+    ] = None,
+    revision_decoder: Annotated[
+        str | None, typer.Option("--revision-decoder", metavar="REV", help="Hub revision of DECODER.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed for the new weights.")] = 0,
-    dtype: Annotated[DType | None, typer.Option("--dtype", help="Stored weights type (default: the pretrained "
-                                                "parts', else fp32).", show_default=False)] = None,
+    dtype: Annotated[
+        DType | None,
+        typer.Option(
+            "--dtype", help="Stored weights type (default: the pretrained parts', else fp32).", show_default=False
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
 ) -> None:
     """Build a new image-to-text model from a vision encoder and a language model (presets or pretrained)."""
@@ -303,10 +389,21 @@ def compose(
     from .commands.compose import compose as run_compose
 
     def work() -> int:
-        done = run_compose(ComposeOptions(
-            encoder, decoder, output, list(encoder_config or []), list(decoder_config or []), tokenizer,
-            revision_encoder, revision_decoder, seed, dtype.value if dtype else None, force,
-        ))
+        done = run_compose(
+            ComposeOptions(
+                encoder,
+                decoder,
+                output,
+                list(encoder_config or []),
+                list(decoder_config or []),
+                tokenizer,
+                revision_encoder,
+                revision_decoder,
+                seed,
+                dtype.value if dtype else None,
+                force,
+            )
+        )
         report(done, sys.stdout, sys.stderr)
         return EXIT_OK
 
@@ -334,33 +431,67 @@ def _opt(flag: str, help: str, metavar: str | None = None):
 
 @app.command("train", cls=_Command)
 def train(
-    output: Annotated[str, typer.Option("--output", "-o", metavar="RUN", show_default=False,
-                                        help="Run folder: best/, last/, metrics.jsonl, train_args.json.")],
-    model: Annotated[str | None, _opt("--model", "Checkpoint to fine-tune: hub id or folder (a ved compose "
-                                      "output too).", "MODEL")] = None,
-    data: Annotated[str | None, _opt("--data", "Training data: a folder with metadata.jsonl or metadata.csv "
-                                     "(file_name, text), or a list file of path<TAB>text lines.", "DATA")] = None,
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="RUN",
+            show_default=False,
+            help="Run folder: best/, last/, metrics.jsonl, train_args.json.",
+        ),
+    ],
+    model: Annotated[
+        str | None, _opt("--model", "Checkpoint to fine-tune: hub id or folder (a ved compose output too).", "MODEL")
+    ] = None,
+    data: Annotated[
+        str | None,
+        _opt(
+            "--data",
+            "Training data: a folder with metadata.jsonl or metadata.csv "
+            "(file_name, text), or a list file of path<TAB>text lines.",
+            "DATA",
+        ),
+    ] = None,
     val_data: Annotated[str | None, _opt("--val-data", "Validation data, in the same layouts.", "DATA")] = None,
-    val_split: Annotated[float | None, _opt("--val-split", "Hold out this fraction of --data for validation "
-                                            "instead.")] = None,
+    val_split: Annotated[
+        float | None, _opt("--val-split", "Hold out this fraction of --data for validation instead.")
+    ] = None,
     epochs: Annotated[int | None, _opt("--epochs", "Passes over the data (default: 3).")] = None,
     max_steps: Annotated[int | None, _opt("--max-steps", "Optimizer updates in all; overrides --epochs.")] = None,
-    batch_size: Annotated[int | None, _opt("--batch-size", "Examples per batch in each process (default: 8); "
-                                           "an update sees batch-size x processes x grad-accum.")] = None,
+    batch_size: Annotated[
+        int | None,
+        _opt(
+            "--batch-size",
+            "Examples per batch in each process (default: 8); an update sees batch-size x processes x grad-accum.",
+        ),
+    ] = None,
     grad_accum: Annotated[int | None, _opt("--grad-accum", "Batches per update (default: 1).")] = None,
     lr: Annotated[float | None, _opt("--lr", "Peak learning rate (default: 5e-5).")] = None,
     warmup_steps: Annotated[int | None, _opt("--warmup-steps", "Steps of linear warm-up from 0 (default: 0).")] = None,
     schedule: Annotated[Schedule | None, _opt("--schedule", "Learning rate after warm-up (default: linear).")] = None,
-    weight_decay: Annotated[float | None, _opt("--weight-decay", "AdamW weight decay, not on biases and norms "
-                                               "(default: 0).")] = None,
-    clip_norm: Annotated[float | None, _opt("--clip-norm", "Clip the gradient norm to this; 0: never "
-                                            "(default: 1).")] = None,
+    weight_decay: Annotated[
+        float | None, _opt("--weight-decay", "AdamW weight decay, not on biases and norms (default: 0).")
+    ] = None,
+    clip_norm: Annotated[
+        float | None, _opt("--clip-norm", "Clip the gradient norm to this; 0: never (default: 1).")
+    ] = None,
     label_smoothing: Annotated[float | None, _opt("--label-smoothing", "Label smoothing (default: 0).")] = None,
-    ctc_weight: Annotated[float | None, _opt("--ctc-weight", "Add this times a CTC loss on the encoder's output, "
-                                             "from a training-only head (e.g. 0.3; default: 0, none).")] = None,
+    ctc_weight: Annotated[
+        float | None,
+        _opt(
+            "--ctc-weight",
+            "Add this times a CTC loss on the encoder's output, "
+            "from a training-only head (e.g. 0.3; default: 0, none).",
+        ),
+    ] = None,
     freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train the decoder only.")] = False,
-    dtype: Annotated[DType | None, _opt("--dtype", "fp32, or mixed precision: bf16 (CPU or CUDA), fp16 (CUDA); "
-                                        "weights stay fp32 (default: fp32).")] = None,
+    dtype: Annotated[
+        DType | None,
+        _opt(
+            "--dtype", "fp32, or mixed precision: bf16 (CPU or CUDA), fp16 (CUDA); weights stay fp32 (default: fp32)."
+        ),
+    ] = None,
     device: Annotated[Device | None, _opt("--device", "Where to train (default: auto).")] = None,
     seed: Annotated[int | None, _opt("--seed", "Seed for data order, dropout and --val-split (default: 42).")] = None,
     workers: Annotated[int | None, _opt("--workers", "Data loading processes (default: 0).")] = None,
@@ -368,21 +499,27 @@ def train(
     save_every: Annotated[int | None, _opt("--save-every", "Also save RUN/last every N steps.")] = None,
     log_every: Annotated[int | None, _opt("--log-every", "Log the training loss every N steps (default: 10).")] = None,
     metric: Annotated[Metric | None, _opt("--metric", "What makes RUN/best best (default: loss).")] = None,
-    samples: Annotated[int | None, _opt("--samples", "Validation predictions shown per evaluation "
-                                        "(default: 3).")] = None,
-    max_target_length: Annotated[int | None, _opt("--max-target-length", "Cut targets to this many tokens "
-                                                  "(default: the decoder's positions).")] = None,
+    samples: Annotated[
+        int | None, _opt("--samples", "Validation predictions shown per evaluation (default: 3).")
+    ] = None,
+    max_target_length: Annotated[
+        int | None, _opt("--max-target-length", "Cut targets to this many tokens (default: the decoder's positions).")
+    ] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Train on the usable rows when some are bad.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN from RUN/last with its saved "
-                                         "settings.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue RUN from RUN/last with its saved settings.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Start over if RUN exists.")] = False,
     revision: Revision = None,
 ) -> None:
     """Fine-tune a model on (image, text) pairs; the same command under torchrun trains on several processes."""
     # the flags given (locals() here is exactly the parameters above); the rest come from defaults or, resuming,
     # from the run's saved settings
-    given = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()
-             if name not in ("output", "resume", "force") and value is not None and value is not False}
+    given = {
+        name: value.value if isinstance(value, Enum) else value
+        for name, value in locals().items()
+        if name not in ("output", "resume", "force") and value is not None and value is not False
+    }
     from .commands.train import train as run_train
 
     def work() -> int:
@@ -458,8 +595,10 @@ def _report_crash(error: BaseException) -> int:
     text = printable((str(error).strip() or type(error).__name__).splitlines()[0])
     if len(text) > 200:
         text = text[:200] + "..."
-    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
-        "can't allocate memory" in text
+    if (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "OutOfMemoryError"
+        or ("can't allocate memory" in text)
     ):
         print(f"Error: out of memory ({text}); try a smaller --batch-size or --beams, or a machine with more memory",
               file=sys.stderr)  # fmt: skip

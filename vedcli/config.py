@@ -58,7 +58,9 @@ class DecoderConfig:
     activation: str = "gelu_new"
     layer_norm_eps: float = 1e-5
     max_positions: int = 1024  # learned position embeddings rows (without offset)
-    positions: str = "absolute"  # absolute: past + t; padded: counted past pad_token_id (RoBERTa); sinusoidal: padded, fixed table
+    positions: str = (
+        "absolute"  # absolute: past + t; padded: counted past pad_token_id (RoBERTa); sinusoidal: padded, fixed table
+    )
     position_offset: int = 0  # TrOCR/BART learned positions start at row 2
     pre_norm: bool = True  # GPT-2 normalises before each sublayer; BERT/TrOCR after the residual sum
     embed_scale: float = 1.0  # sqrt(hidden_size) when scale_embedding

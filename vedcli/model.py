@@ -171,8 +171,11 @@ class VisionEncoderDecoder(nn.Module):
         not_float = sorted(f"{hf_names[k]} ({str(v.dtype).removeprefix('torch.')})" for k, v in tensors.items()
                            if not v.is_floating_point())  # fmt: skip
         if not_float:
-            raise ModelError(f"checkpoint does not match its config: not floating-point {', '.join(not_float[:6])}"
-                             + (f", ... ({len(not_float)} in all)" if len(not_float) > 6 else ""), where)
+            raise ModelError(
+                f"checkpoint does not match its config: not floating-point {', '.join(not_float[:6])}"
+                + (f", ... ({len(not_float)} in all)" if len(not_float) > 6 else ""),
+                where,
+            )
         if dtype is not None:
             tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
         self.load_state_dict(tensors, strict=False, assign=True)

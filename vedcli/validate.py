@@ -132,8 +132,12 @@ class Fields:
     def counts(self, key: str, default: Sequence[int], minimum: int = 1) -> tuple[int, ...]:
         """A non-empty list of whole numbers >= minimum (Swin's stage depths and head counts)."""
         value = self.d.get(key, default)
-        if (not isinstance(value, (list, tuple)) or not value or len(value) > MAX_LAYERS
-                or not all(is_int(v) and minimum <= v <= MAX_LAYERS * 64 for v in value)):
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or len(value) > MAX_LAYERS
+            or not all(is_int(v) and minimum <= v <= MAX_LAYERS * 64 for v in value)
+        ):
             what = "positive integers" if minimum == 1 else f"whole numbers >= {minimum}"
             raise self.fail(key, f"a non-empty list of {what}", value)
         return tuple(value)
@@ -159,7 +163,10 @@ class Fields:
         if heads < 1 or width % heads:
             raise ConfigFieldError(
                 f"{self.name(width_key)} {width} is not divisible by {self.name(heads_key)} {heads}",
-                self.where, heads_key, self.section, also=(width_key,),
+                self.where,
+                heads_key,
+                self.section,
+                also=(width_key,),
             )
 
 
@@ -172,7 +179,9 @@ def check_token_ids(ids: dict[str, Any], vocab_size: int, where: str | None, sec
                 name = f"{section}.{key}" if section else key
                 raise ConfigFieldError(
                     f"{name} {show(value)} is not a token id of the decoder's vocabulary (0 to {vocab_size - 1})",
-                    where, key, section,
+                    where,
+                    key,
+                    section,
                 )
 
 
@@ -201,7 +210,10 @@ def check_memory(parts: dict[str, int], bytes_each: int, where: str | None, sect
     raise ConfigFieldError(
         f"the model is too large for this machine: about {total:.2g} parameters (most in the {largest}) need "
         f"{gigabytes(total * bytes_each)} at {bytes_each} bytes each, and this machine has {gigabytes(memory)} "
-        "of memory", where, "", section,
+        "of memory",
+        where,
+        "",
+        section,
     )
 
 
@@ -214,5 +226,7 @@ def check_image_size(height: int, width: int, name: str) -> None:
     memory = physical_memory()
     need = height * width * PROCESSED_BYTES_PER_PIXEL
     if memory is not None and need * 8 > memory:
-        raise ModelError(f"{name} {height}x{width} is too large for this machine: each processed image would take "
-                         f"{gigabytes(need)}, and this machine has {gigabytes(memory)} of memory")
+        raise ModelError(
+            f"{name} {height}x{width} is too large for this machine: each processed image would take "
+            f"{gigabytes(need)}, and this machine has {gigabytes(memory)} of memory"
+        )

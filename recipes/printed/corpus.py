@@ -100,10 +100,51 @@ def corpus_digest(paragraphs: list[str]) -> str:
     return hashlib.sha256("\n".join(paragraphs).encode()).hexdigest()[:16]
 
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
-UNITS = ["mm", "cm", "m", "km", "kg", "g", "mg", "ml", "l", "s", "ms", "Hz", "kHz", "MHz", "V", "mA", "W", "kW", "%",
-         "dB", "K", "°C", "°F", "in.", "ft", "lb", "oz", "MB", "GB"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+UNITS = [
+    "mm",
+    "cm",
+    "m",
+    "km",
+    "kg",
+    "g",
+    "mg",
+    "ml",
+    "l",
+    "s",
+    "ms",
+    "Hz",
+    "kHz",
+    "MHz",
+    "V",
+    "mA",
+    "W",
+    "kW",
+    "%",
+    "dB",
+    "K",
+    "°C",
+    "°F",
+    "in.",
+    "ft",
+    "lb",
+    "oz",
+    "MB",
+    "GB",
+]
 BULLETS = ["•", "-", "*", "·", "–", "o"]
 STREETS = ["Main St.", "Oak Avenue", "Park Road", "High Street", "Elm Dr.", "Lake Blvd.", "Church Lane", "5th Ave."]
 
@@ -142,7 +183,7 @@ class LineSampler:
         target = self.length(max_chars)
         out: list[str] = []
         if self.rng.random() < 0.08 and len(words[start]) > 5:  # the tail of a word hyphenated on the line before
-            out.append(words[start][self.rng.randint(2, len(words[start]) - 3):])
+            out.append(words[start][self.rng.randint(2, len(words[start]) - 3) :])
             start += 1
         size = len(out[0]) if out else 0
         for word in words[start:] + words[:start]:
@@ -180,26 +221,44 @@ class LineSampler:
     def date(self) -> str:
         rng = self.rng
         d, m, y = rng.randint(1, 28), rng.randint(1, 12), rng.randint(1950, 2030)
-        return rng.choice([f"{MONTHS[m - 1]} {d}, {y}", f"{d} {MONTHS[m - 1]} {y}", f"{m:02d}/{d:02d}/{y}",
-                           f"{y}-{m:02d}-{d:02d}", f"{d}.{m}.{y}", f"{MONTHS[m - 1][:3]}. {d}, {y}"])
+        return rng.choice(
+            [
+                f"{MONTHS[m - 1]} {d}, {y}",
+                f"{d} {MONTHS[m - 1]} {y}",
+                f"{m:02d}/{d:02d}/{y}",
+                f"{y}-{m:02d}-{d:02d}",
+                f"{d}.{m}.{y}",
+                f"{MONTHS[m - 1][:3]}. {d}, {y}",
+            ]
+        )
 
     def money(self) -> str:
         rng = self.rng
-        amount = rng.choice([f"{rng.randint(0, 999)}.{rng.randint(0, 99):02d}", f"{rng.randint(1000, 999999):,}",
-                             f"{rng.randint(1, 99)}", f"{rng.randint(1000, 99999):,}.{rng.randint(0, 99):02d}"])
+        amount = rng.choice(
+            [
+                f"{rng.randint(0, 999)}.{rng.randint(0, 99):02d}",
+                f"{rng.randint(1000, 999999):,}",
+                f"{rng.randint(1, 99)}",
+                f"{rng.randint(1000, 99999):,}.{rng.randint(0, 99):02d}",
+            ]
+        )
         return rng.choice([f"${amount}", f"€{amount}", f"£{amount}", f"{amount} USD", f"EUR {amount}", f"${amount}"])
 
     def short(self) -> str:
         """One word, one number, a date or an amount alone: what forms and tables hold."""
         rng = self.rng
-        return rng.choice([
-            lambda: rng.choice(self.words).strip(".,;:()\"'") or "a",
-            self.number, self.date, self.money,
-            lambda: str(rng.randint(0, 9)),
-            lambda: f"{self.number()} {rng.choice(UNITS)}",
-            lambda: f"{rng.randint(1, 20)}.{rng.randint(1, 9)}",
-            lambda: f"Page {rng.randint(1, 400)}",
-        ])()
+        return rng.choice(
+            [
+                lambda: rng.choice(self.words).strip(".,;:()\"'") or "a",
+                self.number,
+                self.date,
+                self.money,
+                lambda: str(rng.randint(0, 9)),
+                lambda: f"{self.number()} {rng.choice(UNITS)}",
+                lambda: f"{rng.randint(1, 20)}.{rng.randint(1, 9)}",
+                lambda: f"Page {rng.randint(1, 400)}",
+            ]
+        )()
 
     def form(self, max_chars: int) -> str:
         """A line built from the short forms: bullets, headings, tables, references, addresses."""
@@ -211,18 +270,24 @@ class LineSampler:
             num = ".".join(str(rng.randint(1, 12)) for _ in range(rng.randint(1, 3)))
             return f"{num} {self.prose(40).title()}"
         if kind == 2:
-            cells = [rng.choice([self.number, self.money, self.date, lambda: rng.choice(self.words)])()
-                     for _ in range(rng.randint(2, 6))]
+            cells = [
+                rng.choice([self.number, self.money, self.date, lambda: rng.choice(self.words)])()
+                for _ in range(rng.randint(2, 6))
+            ]
             return (" " * rng.randint(1, 4)).join(cells)
         if kind == 3:
-            return f"{self.prose(60)} [{rng.randint(1, 60)}]" if rng.random() < 0.5 else \
-                f"({rng.choice(['see', 'cf.', 'Fig.', 'Table', 'Eq.'])} {rng.randint(1, 30)}) {self.prose(50)}"
+            return (
+                f"{self.prose(60)} [{rng.randint(1, 60)}]"
+                if rng.random() < 0.5
+                else f"({rng.choice(['see', 'cf.', 'Fig.', 'Table', 'Eq.'])} {rng.randint(1, 30)}) {self.prose(50)}"
+            )
         if kind == 4:
             return f"{rng.randint(1, 9999)} {rng.choice(STREETS)}, Suite {rng.randint(1, 999)}"
         if kind == 5:
             return f"Tel. ({rng.randint(200, 999)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
         if kind == 6:
             words = [rng.choice(self.words).lower().strip(".,;:()\"'") or "x" for _ in range(2)]
-            return rng.choice([f"{words[0]}@{words[1]}.com", f"https://www.{words[0]}.org/{words[1]}",
-                               f"{words[0]}_{words[1]}.txt"])
+            return rng.choice(
+                [f"{words[0]}@{words[1]}.com", f"https://www.{words[0]}.org/{words[1]}", f"{words[0]}_{words[1]}.txt"]
+            )
         return f"{self.prose(50)} {self.money()} on {self.date()}"

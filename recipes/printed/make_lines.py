@@ -76,14 +76,22 @@ def main() -> None:
     if not corpus_file.exists():
         corpus_file.write_text(json.dumps(build_corpus()))
     paragraphs = json.loads(corpus_file.read_text())
-    info = {"seed": args.seed, "corpus": corpus_digest(paragraphs), "paragraphs": len(paragraphs),
-            "fonts": [Path(f).name for f, _ in fonts]}
+    info = {
+        "seed": args.seed,
+        "corpus": corpus_digest(paragraphs),
+        "paragraphs": len(paragraphs),
+        "fonts": [Path(f).name for f, _ in fonts],
+    }
     (out / "info.json").write_text(json.dumps(info, indent=1))
-    tasks = [(str(out), args.seed, s, min(CHUNK, args.start + args.count - s))
-             for s in range(args.start, args.start + args.count, CHUNK)]
+    tasks = [
+        (str(out), args.seed, s, min(CHUNK, args.start + args.count - s))
+        for s in range(args.start, args.start + args.count, CHUNK)
+    ]
     mode = "a" if args.start else "w"
-    with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(str(corpus_file), fonts)) as pool, \
-            open(out / "metadata.jsonl", mode, encoding="utf-8") as meta:
+    with (
+        ProcessPoolExecutor(args.workers, initializer=_init, initargs=(str(corpus_file), fonts)) as pool,
+        open(out / "metadata.jsonl", mode, encoding="utf-8") as meta,
+    ):
         for n, rows in enumerate(pool.map(_chunk, tasks), start=1):
             for row in rows:
                 meta.write(json.dumps({"file_name": row["file_name"], "text": row["text"]}, ensure_ascii=False) + "\n")

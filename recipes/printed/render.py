@@ -20,19 +20,32 @@ from corpus import TYPOGRAPHIC
 # Font families by how often they are drawn: the Times / Helvetica / Courier look-alikes dominate real documents.
 # (glob under the Debian font folders, weight); Makefile `reader-fonts` installs the packages.
 FONT_GLOBS = [
-    ("opentype/urw-base35/NimbusRoman-*.otf", 6), ("truetype/liberation/LiberationSerif-*.ttf", 5),
-    ("texmf/fonts/opentype/public/tex-gyre/texgyretermes-*.otf", 4), ("truetype/freefont/FreeSerif*.ttf", 3),
-    ("opentype/urw-base35/NimbusSans-*.otf", 4), ("truetype/liberation/LiberationSans-*.ttf", 4),
-    ("texmf/fonts/opentype/public/tex-gyre/texgyreheros-*.otf", 2), ("truetype/freefont/FreeSans*.ttf", 2),
-    ("opentype/urw-base35/NimbusSansNarrow-*.otf", 1), ("truetype/liberation/LiberationSansNarrow-*.ttf", 1),
-    ("opentype/urw-base35/NimbusMonoPS-*.otf", 2), ("truetype/liberation/LiberationMono-*.ttf", 2),
-    ("truetype/freefont/FreeMono*.ttf", 1), ("texmf/fonts/opentype/public/tex-gyre/texgyrecursor-*.otf", 1),
-    ("truetype/dejavu/DejaVuSerif*.ttf", 2), ("truetype/dejavu/DejaVuSans*.ttf", 2),
-    ("truetype/noto/NotoSerif-*.ttf", 2), ("truetype/noto/NotoSans-*.ttf", 2),
-    ("truetype/roboto/unhinted/RobotoTTF/Roboto-*.ttf", 1), ("truetype/roboto/unhinted/RobotoCondensed-*.ttf", 1),
-    ("truetype/crosextra/Carlito-*.ttf", 2), ("truetype/crosextra/Caladea-*.ttf", 2),
-    ("opentype/urw-base35/C059-*.otf", 2), ("opentype/urw-base35/P052-*.otf", 2),
-    ("opentype/urw-base35/URWBookman-*.otf", 1), ("opentype/urw-base35/URWGothic-*.otf", 1),
+    ("opentype/urw-base35/NimbusRoman-*.otf", 6),
+    ("truetype/liberation/LiberationSerif-*.ttf", 5),
+    ("texmf/fonts/opentype/public/tex-gyre/texgyretermes-*.otf", 4),
+    ("truetype/freefont/FreeSerif*.ttf", 3),
+    ("opentype/urw-base35/NimbusSans-*.otf", 4),
+    ("truetype/liberation/LiberationSans-*.ttf", 4),
+    ("texmf/fonts/opentype/public/tex-gyre/texgyreheros-*.otf", 2),
+    ("truetype/freefont/FreeSans*.ttf", 2),
+    ("opentype/urw-base35/NimbusSansNarrow-*.otf", 1),
+    ("truetype/liberation/LiberationSansNarrow-*.ttf", 1),
+    ("opentype/urw-base35/NimbusMonoPS-*.otf", 2),
+    ("truetype/liberation/LiberationMono-*.ttf", 2),
+    ("truetype/freefont/FreeMono*.ttf", 1),
+    ("texmf/fonts/opentype/public/tex-gyre/texgyrecursor-*.otf", 1),
+    ("truetype/dejavu/DejaVuSerif*.ttf", 2),
+    ("truetype/dejavu/DejaVuSans*.ttf", 2),
+    ("truetype/noto/NotoSerif-*.ttf", 2),
+    ("truetype/noto/NotoSans-*.ttf", 2),
+    ("truetype/roboto/unhinted/RobotoTTF/Roboto-*.ttf", 1),
+    ("truetype/roboto/unhinted/RobotoCondensed-*.ttf", 1),
+    ("truetype/crosextra/Carlito-*.ttf", 2),
+    ("truetype/crosextra/Caladea-*.ttf", 2),
+    ("opentype/urw-base35/C059-*.otf", 2),
+    ("opentype/urw-base35/P052-*.otf", 2),
+    ("opentype/urw-base35/URWBookman-*.otf", 1),
+    ("opentype/urw-base35/URWGothic-*.otf", 1),
     ("texmf/fonts/opentype/public/tex-gyre/texgyrepagella-*.otf", 1),
     ("texmf/fonts/opentype/public/tex-gyre/texgyreschola-*.otf", 1),
     ("texmf/fonts/opentype/public/tex-gyre/texgyrebonum-*.otf", 1),
@@ -144,8 +157,9 @@ def _geometry(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     if rng.random() < 0.5:
         shear = rng.uniform(-0.25, 0.25) if rng.random() < 0.3 else 0.0
         angle = rng.normal(0, 0.6)
-        image = image.transform((w, h), Image.AFFINE, (1, shear, -shear * h / 2, 0, 1, 0), Image.BILINEAR,
-                                fillcolor=255)
+        image = image.transform(
+            (w, h), Image.AFFINE, (1, shear, -shear * h / 2, 0, 1, 0), Image.BILINEAR, fillcolor=255
+        )
         image = image.rotate(angle, Image.BILINEAR, expand=False, fillcolor=255)
     if rng.random() < 0.15:
         arr = np.asarray(image, dtype=np.float32)

@@ -127,8 +127,9 @@ def _load_sharded(index_path: Path, load_shard) -> dict[str, torch.Tensor]:
         state.update(load_shard(shard_path))
     missing = sorted(set(weight_map) - set(state))
     if missing:
-        raise ModelError(f"{len(missing)} tensors named in the index are in no shard, e.g. {missing[0]}",
-                         where=str(index_path))
+        raise ModelError(
+            f"{len(missing)} tensors named in the index are in no shard, e.g. {missing[0]}", where=str(index_path)
+        )
     return state
 
 

@@ -56,8 +56,9 @@ def resolve_model(name_or_path: str, revision: str | None = None, *, cache_dir: 
     names the folder. Built-in models never touch the network."""
     if is_builtin(name_or_path):
         if revision is not None:
-            raise OptionError(f"--revision only applies to hub models, not to the built-in model '{name_or_path}'",
-                              where="--revision")
+            raise OptionError(
+                f"--revision only applies to hub models, not to the built-in model '{name_or_path}'", where="--revision"
+            )
         return builtin_folder(name_or_path)
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():

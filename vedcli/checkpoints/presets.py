@@ -122,35 +122,122 @@ def _check_side(side: str) -> None:
 # position_embedding_type (ved reads it only to refuse anything but "absolute").
 _IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 _DROP = ("hidden_dropout_prob", "attention_probs_dropout_prob")  # training only, as are those below
-_VIT = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-        "layer_norm_eps", "image_size", "patch_size", "num_channels", *_DROP)
-_BEIT = (*_VIT, "use_absolute_position_embeddings", "use_relative_position_bias",
-         "use_shared_relative_position_bias", "layer_scale_init_value", "use_mean_pooling", "drop_path_rate")
-_SWIN = ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "hidden_act", "layer_norm_eps",
-         "image_size", "patch_size", "num_channels", "qkv_bias", "use_absolute_embeddings", "drop_path_rate", *_DROP)
-_BERT = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-         "layer_norm_eps", "max_position_embeddings", "tie_word_embeddings", *_IDS, *_DROP)
-_FAIRSEQ = ("vocab_size", "d_model", "decoder_layers", "decoder_attention_heads", "decoder_ffn_dim",
-            "activation_function", "max_position_embeddings", "scale_embedding", "tie_word_embeddings", *_IDS,
-            "decoder_start_token_id", "dropout", "attention_dropout", "activation_dropout")
+_VIT = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "layer_norm_eps",
+    "image_size",
+    "patch_size",
+    "num_channels",
+    *_DROP,
+)
+_BEIT = (
+    *_VIT,
+    "use_absolute_position_embeddings",
+    "use_relative_position_bias",
+    "use_shared_relative_position_bias",
+    "layer_scale_init_value",
+    "use_mean_pooling",
+    "drop_path_rate",
+)
+_SWIN = (
+    "embed_dim",
+    "depths",
+    "num_heads",
+    "window_size",
+    "mlp_ratio",
+    "hidden_act",
+    "layer_norm_eps",
+    "image_size",
+    "patch_size",
+    "num_channels",
+    "qkv_bias",
+    "use_absolute_embeddings",
+    "drop_path_rate",
+    *_DROP,
+)
+_BERT = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "layer_norm_eps",
+    "max_position_embeddings",
+    "tie_word_embeddings",
+    *_IDS,
+    *_DROP,
+)
+_FAIRSEQ = (
+    "vocab_size",
+    "d_model",
+    "decoder_layers",
+    "decoder_attention_heads",
+    "decoder_ffn_dim",
+    "activation_function",
+    "max_position_embeddings",
+    "scale_embedding",
+    "tie_word_embeddings",
+    *_IDS,
+    "decoder_start_token_id",
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+)
 KNOWN_FIELDS: dict[str, frozenset[str]] = {
     kind: frozenset(keys)
     for kinds, keys in [
         (("vit", "deit"), (*_VIT, "qkv_bias")),
         (("beit", "data2vec-vision"), _BEIT),
         (("swin", "donut-swin"), _SWIN),
-        (("gpt2",), ("vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
-                     "layer_norm_epsilon", "n_positions", "scale_attn_by_inverse_layer_idx", "tie_word_embeddings",
-                     *_IDS, "attn_pdrop", "embd_pdrop", "resid_pdrop")),
+        (
+            ("gpt2",),
+            (
+                "vocab_size",
+                "n_embd",
+                "n_layer",
+                "n_head",
+                "n_inner",
+                "activation_function",
+                "layer_norm_epsilon",
+                "n_positions",
+                "scale_attn_by_inverse_layer_idx",
+                "tie_word_embeddings",
+                *_IDS,
+                "attn_pdrop",
+                "embd_pdrop",
+                "resid_pdrop",
+            ),
+        ),
         (("bert", "roberta", "xlm-roberta", "camembert"), (*_BERT, "type_vocab_size")),
         (("electra",), (*_BERT, "type_vocab_size", "embedding_size")),
         (("bert-generation",), _BERT),
-        (("trocr",), (*_FAIRSEQ, "use_learned_position_embeddings", "layernorm_embedding",
-                      "cross_attention_hidden_size")),
+        (
+            ("trocr",),
+            (*_FAIRSEQ, "use_learned_position_embeddings", "layernorm_embedding", "cross_attention_hidden_size"),
+        ),
         (("bart", "mbart"), _FAIRSEQ),
-        (("distilbert",), ("vocab_size", "dim", "n_layers", "n_heads", "hidden_dim", "activation",
-                           "max_position_embeddings", "sinusoidal_pos_embds", "tie_word_embeddings", *_IDS,
-                           "dropout", "attention_dropout")),
+        (
+            ("distilbert",),
+            (
+                "vocab_size",
+                "dim",
+                "n_layers",
+                "n_heads",
+                "hidden_dim",
+                "activation",
+                "max_position_embeddings",
+                "sinusoidal_pos_embds",
+                "tie_word_embeddings",
+                *_IDS,
+                "dropout",
+                "attention_dropout",
+            ),
+        ),
     ]
     for kind in kinds
 }

@@ -24,10 +24,20 @@ from ..errors import OptionError
 MARKER = ".ved"
 KINDS = ("model", "run")
 # What ved writes into a model folder (save.py, training/state.py) and a run folder (training/trainer.py, log.py).
-MODEL_FILES = frozenset({
-    "config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "model.safetensors", "model.safetensors.index.json", "training_state.pt", MARKER,
-})
+MODEL_FILES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "preprocessor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "training_state.pt",
+        MARKER,
+    }
+)
 SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 RUN_FILES = frozenset({"train_args.json", "metrics.jsonl", MARKER})
 RUN_FOLDERS = frozenset({"best", "last"})
@@ -95,8 +105,11 @@ def replace_problem(path: str | Path) -> str | None:
     return f"holds {shown}{more}, which ved did not write"
 
 
-def check_replaceable(path: str | Path, force: bool, exists_message: str = "already exists; --force replaces it",
-                      ) -> None:
+def check_replaceable(
+    path: str | Path,
+    force: bool,
+    exists_message: str = "already exists; --force replaces it",
+) -> None:
     """Refuse (OptionError naming `path`) to write `path` unless that loses nothing: it does not exist or is an
     empty folder; or, with `force`, it is a folder ved wrote holding only what ved writes. `exists_message` is the
     refusal when `force` would help."""

@@ -77,8 +77,13 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
     bad = 0
     try:
         bar = _ProgressBar(len(items), stderr) if show_bar else None
-        writer = make_writer(settings.format, out, single_input=len(items) == 1,
-                             ranked=resolved.num_return_sequences > 1, err=bar.above if bar else stderr)
+        writer = make_writer(
+            settings.format,
+            out,
+            single_input=len(items) == 1,
+            ranked=resolved.num_return_sequences > 1,
+            err=bar.above if bar else stderr,
+        )
         reader = _Reader(settings.max_pixels, pipeline.processor)
         for batch in _batches(items, settings.batch_size, reader):
             images = [image for _item, image, _error in batch if image is not None]

@@ -37,7 +37,13 @@ from ..checkpoints.builtin import is_builtin
 from ..decoders.distilbert import distilbert_as_bert
 from ..checkpoints.hub import resolve_model
 from ..checkpoints.init import init_tensor
-from ..processing.image import NESTED_PROCESSOR_FILE, PROCESSOR_FILE, ImageProcessor, ImageProcessorConfig, load_image_processor
+from ..processing.image import (
+    NESTED_PROCESSOR_FILE,
+    PROCESSOR_FILE,
+    ImageProcessor,
+    ImageProcessorConfig,
+    load_image_processor,
+)
 from ..checkpoints.load import resolve_dtype
 from ..model import VisionEncoderDecoder, model_config
 from ..checkpoints.safety import check_not_inside, check_replaceable
@@ -90,7 +96,7 @@ class Part:
         return self.config["model_type"]
 
     def describe(self) -> str:
-        """"vit-base preset (vit, random init)", "./my-bert (bert, pretrained)"."""
+        """ "vit-base preset (vit, random init)", "./my-bert (bert, pretrained)"."""
         kind = self.kind if self.source_type in (None, self.kind) else f"{self.source_type} as {self.kind}"
         if self.pretrained:
             return f"{self.name} ({kind}, pretrained)"
@@ -129,8 +135,14 @@ def compose(options: ComposeOptions) -> Composition:
     """Build the model `options` describe and write it to `options.output` (atomically)."""
     target = Path(options.output)
     check_replaceable(target, options.force)  # before anything is loaded or downloaded
-    sources = [(f"the {side}", name) for side, name in (("encoder", options.encoder), ("decoder", options.decoder),
-                                                        ("tokenizer source", options.tokenizer))]
+    sources = [
+        (f"the {side}", name)
+        for side, name in (
+            ("encoder", options.encoder),
+            ("decoder", options.decoder),
+            ("tokenizer source", options.tokenizer),
+        )
+    ]
     check_not_inside(target, [(what, name) for what, name in sources if name and is_checkpoint_name(name)])
     out_dtype = resolve_dtype(options.dtype) if options.dtype is not None else None
     enc = load_part(options.encoder, "encoder", options.encoder_overrides, options.revision_encoder)
@@ -251,7 +263,7 @@ def _pretrained_part(name: str, side: str, overrides: list[str], revision: str |
         config.pop("is_decoder", None)
         config.pop("add_cross_attention", None)
     _check_family(Part(side, name, config))  # before reading its weights
-    state = {_modern(k[len(prefix):]): v for k, v in load_state_dict(folder).items() if k.startswith(prefix)}
+    state = {_modern(k[len(prefix) :]): v for k, v in load_state_dict(folder).items() if k.startswith(prefix)}
     return Part(side, name, config, folder, state)
 
 
@@ -455,7 +467,7 @@ def candidates(name: str, side: str, kind: str) -> list[str]:
     if side == "encoder":
         return [name, ENCODER_PREFIXES.get(kind, "") + name]
     base = DECODER_PREFIXES.get(kind, "")
-    out = [name] + ([name[len(base):]] if base and name.startswith(base) else [])
+    out = [name] + ([name[len(base) :]] if base and name.startswith(base) else [])
     return out + list(SHARED_EMBEDDINGS.get(name, ()))
 
 
@@ -575,9 +587,12 @@ def describe_new(keys: list[str], everything: list[str]) -> list[str]:
 def report(done: Composition, stdout: TextIO, stderr: TextIO) -> None:
     """What `ved compose` prints: the folder and its parts on stdout; what is new, and notes, on stderr."""
     print(f"wrote {done.folder}: {done.encoder} + {done.decoder}", file=stdout)
-    print(f"{done.parameters:,} parameters ({str(done.dtype).removeprefix('torch.')}), vocabulary {done.vocab_size}"
-          f", start {done.token_text['start']} ({done.tokens.start}), end {done.token_text['eos']} "
-          f"({done.tokens.eos}), pad {done.token_text['pad']} ({done.tokens.pad})", file=stdout)
+    print(
+        f"{done.parameters:,} parameters ({str(done.dtype).removeprefix('torch.')}), vocabulary {done.vocab_size}"
+        f", start {done.token_text['start']} ({done.tokens.start}), end {done.token_text['eos']} "
+        f"({done.tokens.eos}), pad {done.token_text['pad']} ({done.tokens.pad})",
+        file=stdout,
+    )
     print(f"new: {', '.join(done.new) if done.new else 'nothing'}", file=stderr)
     for note in done.notes:
         print(f"note: {note}", file=stderr)

@@ -64,8 +64,16 @@ def convert(
         values = {k: v.to(out_dtype).float() if v.is_floating_point() else v for k, v in state.items()}
         rounded = load_model(folder, device="cpu", state=values)
     with atomic_folder(target, force) as tmp:
-        files = save_pretrained(model, tmp, tokenizer=tokenizer, processor=processor, generation=generation,
-                                extra=extra, dtype=out_dtype, max_shard_size=max_shard_size)
+        files = save_pretrained(
+            model,
+            tmp,
+            tokenizer=tokenizer,
+            processor=processor,
+            generation=generation,
+            extra=extra,
+            dtype=out_dtype,
+            max_shard_size=max_shard_size,
+        )
         diff, rounding = _check(model, rounded, tmp, processor, where=str(target))
         weights = sum((tmp / f).stat().st_size for f in files if f.endswith(".safetensors"))
     return Conversion(Path(target), files, out_dtype, weights, diff, rounding)
@@ -85,8 +93,13 @@ def probe_image(width: int = 640, height: int = 480) -> Image.Image:
     return Image.fromarray((rgb * 255).round().to(torch.uint8).numpy(), "RGB")
 
 
-def _check(source: VisionEncoderDecoder, rounded: VisionEncoderDecoder | None, folder: Path,
-           processor: ImageProcessor, where: str) -> tuple[float, float]:
+def _check(
+    source: VisionEncoderDecoder,
+    rounded: VisionEncoderDecoder | None,
+    folder: Path,
+    processor: ImageProcessor,
+    where: str,
+) -> tuple[float, float]:
     """Reload `folder` and compare its logits on the probe image, all in float32, with those of the source whose
     weights were rounded to the stored dtype (`rounded`; None when nothing is rounded): they must agree to float32
     accuracy, so the files hold exactly what was meant. Returns that difference, and how far the rounding moved
@@ -103,17 +116,22 @@ def _check(source: VisionEncoderDecoder, rounded: VisionEncoderDecoder | None, f
     diff = (got - expected).abs().max().item()
     tolerance = TOLERANCE * max(1.0, expected.abs().max().item())
     if not diff <= tolerance:  # also catches NaN
-        raise ModelError(f"the converted model's logits differ from the source's by {diff:.3g} "
-                         f"(tolerance {tolerance:.3g}); nothing was written", where)
+        raise ModelError(
+            f"the converted model's logits differ from the source's by {diff:.3g} "
+            f"(tolerance {tolerance:.3g}); nothing was written",
+            where,
+        )
     return diff, (expected - original).abs().max().item()
 
 
 def report(done: Conversion) -> str:
     """What `ved convert` prints: the files written, and how close the reloaded model is to the source."""
     weights = [f for f in done.files if f.endswith(".safetensors")]
-    wrote = (f"wrote {done.target}: {len(weights)} weight file{'s' * (len(weights) > 1)} "
-             f"({done.bytes / 1e6:.1f} MB, {str(done.dtype).removeprefix('torch.')}), "
-             + ", ".join(f for f in done.files if not f.endswith(".safetensors")))
+    wrote = (
+        f"wrote {done.target}: {len(weights)} weight file{'s' * (len(weights) > 1)} "
+        f"({done.bytes / 1e6:.1f} MB, {str(done.dtype).removeprefix('torch.')}), "
+        + ", ".join(f for f in done.files if not f.endswith(".safetensors"))
+    )
     check = f"checked: reloaded, it gives the source's logits on a probe image (largest difference {done.max_diff:.2g}"
     rounding = f"; storing {str(done.dtype)[6:]} moves them by up to {done.rounding:.2g})" if done.rounding else ")"
     return wrote + "\n" + check + rounding

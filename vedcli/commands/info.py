@@ -43,7 +43,8 @@ def describe(name_or_path: str, revision: str | None = None) -> Report:
     report["generation"] = _attempt(lambda: _generation(folder, cfg.decoder))
     report["preprocessing"] = _attempt(lambda: _preprocessing(folder, cfg.encoder))
     report["tokenizer"] = (
-        {"error": tokenizer["error"]} if isinstance(tokenizer, dict)
+        {"error": tokenizer["error"]}
+        if isinstance(tokenizer, dict)
         else {"format": tokenizer.format, "tokens": tokenizer.vocab_size, "model vocab": cfg.decoder.vocab_size}
     )
     report["weights"] = _attempt(lambda: _weights(folder, model))
@@ -83,8 +84,8 @@ def _decoder(dec: DecoderConfig) -> dict[str, Any]:
         "heads": dec.num_heads,
         "mlp": dec.intermediate_size,
         "vocabulary": dec.vocab_size,
-        "positions": f"{dec.positions}, {dec.max_positions}" + (f" (offset {dec.position_offset})"
-                                                               if dec.position_offset else ""),
+        "positions": f"{dec.positions}, {dec.max_positions}"
+        + (f" (offset {dec.position_offset})" if dec.position_offset else ""),
         "norm": "pre-norm" if dec.pre_norm else "post-norm",
         "activation": dec.activation,
         "cross-attention reads": dec.cross_attention_size,
@@ -130,8 +131,17 @@ def _generation(folder: Path, dec: DecoderConfig) -> dict[str, Any]:
     """What decoding does when no option is given: the checkpoint's settings over transformers' defaults."""
     source = "generation_config.json" if (folder / "generation_config.json").is_file() else "config.json"
     resolved = DecodingOptions().resolve(_generation_config(folder, dec))
-    shown = ("max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "length_penalty", "early_stopping",
-             "no_repeat_ngram_size", "repetition_penalty", "num_return_sequences")
+    shown = (
+        "max_new_tokens",
+        "min_new_tokens",
+        "num_beams",
+        "do_sample",
+        "length_penalty",
+        "early_stopping",
+        "no_repeat_ngram_size",
+        "repetition_penalty",
+        "num_return_sequences",
+    )
     return {"defaults from": source, **{k: getattr(resolved, k) for k in shown}}
 
 

@@ -130,8 +130,7 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(
-        ch if ch.isprintable() and ch not in _BIDI else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
+        ch if ch.isprintable() and ch not in _BIDI else ch.encode("unicode_escape").decode("ascii") for ch in text
     )
 
 

@@ -17,12 +17,16 @@ def train(output: str, given: dict[str, Any], *, resume: bool, force: bool, stdo
         return not result.interrupted
     run_dir = result.run
     if result.interrupted:
-        print(f"interrupted at step {result.step} of {result.total_steps}; {run_dir / 'last'} saved. "
-              f"Continue with: ved train --output {run_dir} --resume", file=stderr)
+        print(
+            f"interrupted at step {result.step} of {result.total_steps}; {run_dir / 'last'} saved. "
+            f"Continue with: ved train --output {run_dir} --resume",
+            file=stderr,
+        )
         return False
     skipped = f" ({result.skipped} bad rows skipped)" if result.skipped else ""
-    print(f"trained {result.step} of {result.total_steps} steps on {result.train_examples} examples{skipped}",
-          file=stdout)
+    print(
+        f"trained {result.step} of {result.total_steps} steps on {result.train_examples} examples{skipped}", file=stdout
+    )
     best = result.best
     if best.value is not None:
         name = "val loss" if best.metric == "loss" else best.metric

@@ -48,7 +48,10 @@ def decoder_config(d: dict, where: str | None = None, section: str = "decoder") 
         if cfg.pad_token_id is None or cfg.pad_token_id + 2 > cfg.max_positions:
             raise ConfigFieldError(
                 f"{section}.pad_token_id {show(cfg.pad_token_id)} leaves no room in {section}.max_position_embeddings "
-                f"{cfg.max_positions} ({kind} positions count from pad_token_id + 1)", where, "pad_token_id", section,
+                f"{cfg.max_positions} ({kind} positions count from pad_token_id + 1)",
+                where,
+                "pad_token_id",
+                section,
             )
     return cfg
 

@@ -15,8 +15,16 @@ from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
 
 
-def bert_style(f: Fields, kind: str, hidden: int = 768, layers: int = 12, heads: int = 12, mlp: int = 3072,
-               vocab: int = 30522, pad: int = 0) -> dict:
+def bert_style(
+    f: Fields,
+    kind: str,
+    hidden: int = 768,
+    layers: int = 12,
+    heads: int = 12,
+    mlp: int = 3072,
+    vocab: int = 30522,
+    pad: int = 0,
+) -> dict:
     """DecoderConfig fields every BERT-named config (BERT, RoBERTa, ELECTRA, BERT-generation) sets the same way:
     post-norm, embedding LayerNorm, absolute learned positions. The defaults are the family's base model's."""
     positions = f.d.get("position_embedding_type", "absolute")

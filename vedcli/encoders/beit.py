@@ -96,8 +96,17 @@ class BeitEncoder(nn.Module):
             else None
         )
         self.blocks = nn.ModuleList(
-            Block(c, heads, cfg.intermediate_size, cfg.activation, cfg.layer_norm_eps, layer_scale=cfg.layer_scale,
-                  dropout=cfg.dropout, attn_dropout=cfg.attn_dropout, drop_path=rate)
+            Block(
+                c,
+                heads,
+                cfg.intermediate_size,
+                cfg.activation,
+                cfg.layer_norm_eps,
+                layer_scale=cfg.layer_scale,
+                dropout=cfg.dropout,
+                attn_dropout=cfg.attn_dropout,
+                drop_path=rate,
+            )
             for rate in drop_path_rates(cfg.drop_path, cfg.num_layers)
         )
         self.norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps) if cfg.final_norm else nn.Identity()

@@ -62,7 +62,11 @@ class SwinSettings:
         if len(settings.depths) != len(settings.heads):
             raise ConfigFieldError(
                 f"{f.name('depths')} has {len(settings.depths)} stages but {f.name('num_heads')} has "
-                f"{len(settings.heads)}", where, "num_heads", section, also=("depths",),
+                f"{len(settings.heads)}",
+                where,
+                "num_heads",
+                section,
+                also=("depths",),
             )
         for stage, heads in enumerate(settings.heads):
             width = settings.width(stage)

@@ -45,6 +45,7 @@ def config_from_hf(d: dict, where: str | None = None, section: str = "encoder") 
 
 class ViTEncoder(nn.Module):
     needs_interpolation_flag = True  # the reference refuses other image sizes without interpolate_pos_encoding
+
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
@@ -53,8 +54,16 @@ class ViTEncoder(nn.Module):
         self.prefix = nn.Parameter(torch.zeros(1, cfg.num_prefix_tokens, c))  # [CLS] (+ distillation token)
         self.pos = nn.Parameter(torch.zeros(1, cfg.num_prefix_tokens + cfg.num_patches, c))
         self.blocks = nn.ModuleList(
-            Block(c, cfg.num_heads, cfg.intermediate_size, cfg.activation, cfg.layer_norm_eps, qkv_bias=cfg.qkv_bias,
-                  dropout=cfg.dropout, attn_dropout=cfg.attn_dropout)
+            Block(
+                c,
+                cfg.num_heads,
+                cfg.intermediate_size,
+                cfg.activation,
+                cfg.layer_norm_eps,
+                qkv_bias=cfg.qkv_bias,
+                dropout=cfg.dropout,
+                attn_dropout=cfg.attn_dropout,
+            )
             for _ in range(cfg.num_layers)
         )
         self.norm = nn.LayerNorm(c, eps=cfg.layer_norm_eps)

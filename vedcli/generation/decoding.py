@@ -291,8 +291,13 @@ def _check_decoding_memory(model: StepModel, images: int, options: ResolvedOptio
     memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else physical_memory()
     if memory is None or cache + scores <= memory:
         return
-    flag = "--beams" if options.num_beams > 1 else "--num-return-sequences" if options.rows_per_image > 1 else (
-        "--batch-size")
+    flag = (
+        "--beams"
+        if options.num_beams > 1
+        else "--num-return-sequences"
+        if options.rows_per_image > 1
+        else ("--batch-size")
+    )
     raise OptionError(f"decoding {images} images with {options.rows_per_image} rows each for up to "
                       f"{options.max_new_tokens} new tokens needs about {gigabytes(cache + scores)}, more than the "
                       f"{gigabytes(memory)} of memory this machine has", where=flag)  # fmt: skip

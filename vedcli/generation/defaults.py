@@ -112,8 +112,9 @@ class GenerationConfig:
         return gen
 
     @classmethod
-    def from_folder(cls, folder: str | Path, vocab_size: int | None = None,
-                    decoder_positions: int | None = None) -> GenerationConfig:
+    def from_folder(
+        cls, folder: str | Path, vocab_size: int | None = None, decoder_positions: int | None = None
+    ) -> GenerationConfig:
         """Generation defaults of a checkpoint folder (generation_config.json, else config.json), every value
         checked; with `vocab_size`, token ids must lie inside the vocabulary."""
         folder = Path(folder)
@@ -162,8 +163,11 @@ class GenerationConfig:
 
 def _token_lists(f: Fields, key: str) -> list[list[int]]:
     value = f.d[key]
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(ids, list) and ids and all(is_int(i) and i >= 0 for i in ids) for ids in value)):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(ids, list) and ids and all(is_int(i) and i >= 0 for i in ids) for ids in value)
+    ):
         raise f.fail(key, "a non-empty list of non-empty token-id lists", value)
     return value
 

@@ -130,13 +130,15 @@ class DecodingOptions:
         range, --min-new-tokens over --max-new-tokens): run before any model is read. How the values combine with
         the checkpoint's (--top-p needs sampling, say) is checked by `resolve`."""
         value = {name: _first_set(getattr(self, name), default) for name, default in _DEFAULTS.items()}
-        _check_values(ResolvedOptions(
-            max_new_tokens=_first_set(self.max_new_tokens, DEFAULT_MAX_NEW_TOKENS),
-            min_new_tokens=_first_set(self.min_new_tokens, 0),
-            seed=self.seed,
-            bad_words_ids=_as_id_lists(self.bad_words_ids) if self.bad_words_ids is not None else None,
-            **value,
-        ))
+        _check_values(
+            ResolvedOptions(
+                max_new_tokens=_first_set(self.max_new_tokens, DEFAULT_MAX_NEW_TOKENS),
+                min_new_tokens=_first_set(self.min_new_tokens, 0),
+                seed=self.seed,
+                bad_words_ids=_as_id_lists(self.bad_words_ids) if self.bad_words_ids is not None else None,
+                **value,
+            )
+        )
         if self.min_new_tokens is not None and self.max_new_tokens is not None:
             if self.min_new_tokens > self.max_new_tokens:
                 raise OptionError("--min-new-tokens is more than --max-new-tokens", where=FLAGS["min_new_tokens"])

@@ -8,6 +8,7 @@ from tokenizers import Tokenizer as Backend
 
 from .tokenizer import Tokenizer
 
+
 def _byte_symbols() -> list[str]:
     """The printable character byte-level BPE writes for each byte 0..255 (GPT-2's table): printable Latin-1
     characters stand for themselves, the others for characters from U+0100 on, in byte order."""

@@ -95,13 +95,24 @@ PRESETS: dict[str, _Preset] = {
     "DeiTImageProcessor": _Preset({"height": 256, "width": 256}, 3, True, {"height": 224, "width": 224}),
     "BeitImageProcessor": _Preset({"height": 224, "width": 224}, 3, False, {"height": 224, "width": 224}, pad="never"),
     "DonutImageProcessor": _Preset(
-        {"height": 2560, "width": 1920}, 2, do_pad=True, pad="page", width_first=True,
+        {"height": 2560, "width": 1920},
+        2,
+        do_pad=True,
+        pad="page",
+        width_first=True,
         page={"do_thumbnail": True, "do_align_long_axis": False},
     ),
     "NougatImageProcessor": _Preset(
-        {"height": 896, "width": 672}, 2, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, do_pad=True, pad="page",
-        crops=False, page={"do_thumbnail": True, "do_align_long_axis": False, "do_crop_margin": True},
-        thumbnail_resample=BICUBIC, thumbnail_reducing_gap=2.0,
+        {"height": 896, "width": 672},
+        2,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        do_pad=True,
+        pad="page",
+        crops=False,
+        page={"do_thumbnail": True, "do_align_long_axis": False, "do_crop_margin": True},
+        thumbnail_resample=BICUBIC,
+        thumbnail_reducing_gap=2.0,
     ),
 }
 
@@ -299,8 +310,10 @@ def _per_channel(value: Any, name: str) -> list[float]:
     """A number or three numbers -> a list of three floats."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return [float(value)] * 3
-    if isinstance(value, (list, tuple)) and len(value) == 3 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
         return [float(v) for v in value]
     raise ModelError(f"{name} must be a number or a list of 3 numbers, got {value!r}")
@@ -509,7 +522,8 @@ class ImageProcessor:
             return (False, *resized_size(height, width, c.size))
         page_height, page_width = c.size["height"], c.size["width"]
         turned = bool(c.do_align_long_axis) and (
-            (page_width < page_height and width > height) or (page_width > page_height and width < height))
+            (page_width < page_height and width > height) or (page_width > page_height and width < height)
+        )
         if turned:
             height, width = width, height
         new_height, new_width = resized_size(height, width, {"shortest_edge": min(page_height, page_width)})
@@ -537,8 +551,9 @@ _AXES = {
 }
 
 
-def _turn_box(box: tuple[float, float, float, float], size: tuple[int, int],
-              method: Image.Transpose) -> tuple[float, float, float, float]:
+def _turn_box(
+    box: tuple[float, float, float, float], size: tuple[int, int], method: Image.Transpose
+) -> tuple[float, float, float, float]:
     """A (left, top, right, bottom) box in an image of `size`, where it lies once the image is transposed."""
     spans = ((box[0], box[2]), (box[1], box[3]))
     out = []
@@ -609,8 +624,9 @@ class ImageTooLarge(InputError):
     """An image with more pixels than the limit open_image was given."""
 
 
-def open_image(path: str | Path, max_pixels: int | None = MAX_PIXELS,
-               processor: ImageProcessor | None = None) -> Image.Image:
+def open_image(
+    path: str | Path, max_pixels: int | None = MAX_PIXELS, processor: ImageProcessor | None = None
+) -> Image.Image:
     """Read an image file, turn it upright (EXIF orientation) and convert it to RGB.
 
     `max_pixels`: an image with more pixels is refused (ImageTooLarge) from its header, before it is decoded; None:
@@ -666,8 +682,11 @@ def decoding_bytes(path: str | Path, max_pixels: int | None = None) -> int:
 def _check_pixels(size: tuple[int, int], max_pixels: int | None, where: str) -> None:
     width, height = size
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLarge(f"image of {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is over the "
-                            f"limit of {max_pixels / 1e6:g} megapixels", where=where)
+        raise ImageTooLarge(
+            f"image of {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is over the "
+            f"limit of {max_pixels / 1e6:g} megapixels",
+            where=where,
+        )
 
 
 # EXIF orientation -> the transposition that turns the stored image upright (as ImageOps.exif_transpose)
@@ -680,8 +699,12 @@ _UPRIGHT = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_SWAPS_AXES = {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE,
-               Image.Transpose.ROTATE_90}
+_SWAPS_AXES = {
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSVERSE,
+    Image.Transpose.ROTATE_90,
+}
 
 
 def _decode(image: Image.Image, processor: ImageProcessor | None) -> Image.Image:
@@ -704,8 +727,9 @@ def _decode(image: Image.Image, processor: ImageProcessor | None) -> Image.Image
             if drafted is not None:
                 extent = tuple(float(v) for v in drafted[1][2:])
                 # what is left to shrink, for the drafted size
-                factor_h, factor_w = processor.shrink_factors(*((image.width, image.height) if swaps
-                                                                 else (image.height, image.width)))
+                factor_h, factor_w = processor.shrink_factors(
+                    *((image.width, image.height) if swaps else (image.height, image.width))
+                )
                 factor_x, factor_y = (factor_h, factor_w) if swaps else (factor_w, factor_h)
     image.load()
     rgb = to_rgb(image)

@@ -336,8 +336,13 @@ FAMILIES: dict[str, Family] = {
     "bert": Family(
         name="bert",
         format="wordpiece",
-        defaults={"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-                  "mask_token": "[MASK]"},  # fmt: skip
+        defaults={
+            "unk_token": "[UNK]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+        },  # fmt: skip
         build=_build_bert,
         post_processor="bert",
     ),
@@ -515,7 +520,6 @@ def _spm_extra_tokens(spm: SentencePieceModel) -> list[AddedToken]:
         for p in spm.pieces
         if p.type in (SPM_CONTROL, SPM_USER_DEFINED)
     ]
-
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -267,8 +267,9 @@ def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple
         raise OptionError(f"must be a fraction between 0 and 1 (exclusive), got {fraction!r}", where="--val-split")
     n = len(examples)
     if n < 2:
-        raise OptionError(f"cannot split {n} example(s) into training and validation: need at least 2",
-                          where="--val-split")
+        raise OptionError(
+            f"cannot split {n} example(s) into training and validation: need at least 2", where="--val-split"
+        )
     n_val = min(max(math.ceil(n * fraction - 1e-9), 1), n - 1)  # 1e-9: 0.07 * 100 is 7.000000000000001
     order = list(range(n))
     random.Random(seed).shuffle(order)

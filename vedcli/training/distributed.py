@@ -42,8 +42,9 @@ class Distributed:
         rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
         if device.type == "cuda":
             if local >= torch.cuda.device_count():
-                raise OptionError(f"process {local} has no GPU of its own ({torch.cuda.device_count()} visible)",
-                                  "--nproc_per_node")
+                raise OptionError(
+                    f"process {local} has no GPU of its own ({torch.cuda.device_count()} visible)", "--nproc_per_node"
+                )
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         if not dist.is_initialized():

@@ -67,8 +67,19 @@ ARGS_FILE = "train_args.json"
 METRICS = ("loss", "cer", "wer", "bleu")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Settings a resumed run must keep: changing them would make it a different run.
-FIXED_ON_RESUME = ("model", "revision", "data", "val_data", "val_split", "batch_size", "grad_accum", "seed",
-                   "freeze_encoder", "max_target_length", "ctc_weight")
+FIXED_ON_RESUME = (
+    "model",
+    "revision",
+    "data",
+    "val_data",
+    "val_split",
+    "batch_size",
+    "grad_accum",
+    "seed",
+    "freeze_encoder",
+    "max_target_length",
+    "ctc_weight",
+)
 
 
 @dataclass
@@ -174,10 +185,20 @@ def validate(o: TrainOptions) -> None:
         raise OptionError("which data to train on? (folder with metadata.jsonl / .csv, or a list file)", "--data")
     if o.val_data and o.val_split is not None:
         raise OptionError("give --val-data or --val-split, not both", "--val-split")
-    positive = {"--batch-size": o.batch_size, "--grad-accum": o.grad_accum, "--epochs": o.epochs,
-                "--log-every": o.log_every}
-    positive.update({"--max-steps": o.max_steps, "--eval-every": o.eval_every, "--save-every": o.save_every,
-                     "--max-target-length": o.max_target_length})
+    positive = {
+        "--batch-size": o.batch_size,
+        "--grad-accum": o.grad_accum,
+        "--epochs": o.epochs,
+        "--log-every": o.log_every,
+    }
+    positive.update(
+        {
+            "--max-steps": o.max_steps,
+            "--eval-every": o.eval_every,
+            "--save-every": o.save_every,
+            "--max-target-length": o.max_target_length,
+        }
+    )
     for flag, value in positive.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise OptionError(f"must be a positive whole number, got {value!r}", flag)
@@ -291,8 +312,11 @@ class Trainer:
         self._check_run_folder()
         self.state = TrainingState.load(self.run_dir / "last") if o.resume else TrainingState()
         if o.resume and self.state.world_size != group.world:
-            raise OptionError(f"the run was trained by {self.state.world_size} process(es), not {group.world}; "
-                              "resume it with as many", "--resume")
+            raise OptionError(
+                f"the run was trained by {self.state.world_size} process(es), not {group.world}; "
+                "resume it with as many",
+                "--resume",
+            )
         self._load_data()
         self._load_model()
         self._build_datasets()
@@ -307,10 +331,15 @@ class Trainer:
         o, run = self.o, self.run_dir
         if o.resume:
             return
-        check_not_inside(run, [("the training data", o.data), ("the validation data", o.val_data),
-                               ("the model to fine-tune", o.model)])
-        exists = ("run folder already exists: --resume continues it, --force starts it over"
-                  if marked_kind(run) == "run" else "already exists; --force replaces it")
+        check_not_inside(
+            run,
+            [("the training data", o.data), ("the validation data", o.val_data), ("the model to fine-tune", o.model)],
+        )
+        exists = (
+            "run folder already exists: --resume continues it, --force starts it over"
+            if marked_kind(run) == "run"
+            else "already exists; --force replaces it"
+        )
         check_replaceable(run, o.force, exists_message=exists)
 
     def _say(self, text: str) -> None:
@@ -325,8 +354,11 @@ class Trainer:
         if problems:
             self._report_bad(problems)
             if not o.skip_bad:
-                raise InputError(f"{len(problems)} bad row{'s' * (len(problems) > 1)} (listed above); fix them "
-                                 "or pass --skip-bad to train on the rest", o.data)
+                raise InputError(
+                    f"{len(problems)} bad row{'s' * (len(problems) > 1)} (listed above); fix them "
+                    "or pass --skip-bad to train on the rest",
+                    o.data,
+                )
             self._say(f"skipping {len(problems)} bad row{'s' * (len(problems) > 1)}")
         if not train:
             raise InputError("no usable examples to train on", o.data)
@@ -365,14 +397,16 @@ class Trainer:
         self.max_length = min(o.max_target_length or limit, limit)
 
         def make(examples: list[Example]) -> ImageTextDataset:  # targets end with eos whatever the tokenizer adds
-            return ImageTextDataset(examples, self.processor, self.tokenizer, self.eos, append_eos=True,
-                                    max_target_length=self.max_length)
+            return ImageTextDataset(
+                examples, self.processor, self.tokenizer, self.eos, append_eos=True, max_target_length=self.max_length
+            )
 
         self.train_set = make(self.train_examples)
         self.val_set = make(self.val_examples) if self.val_examples else None
         self.loader_generator = torch.Generator().manual_seed(o.seed)
-        inner = DistributedSampler(self.train_set, num_replicas=group.world, rank=group.rank, shuffle=True,
-                                   seed=o.seed, drop_last=False)
+        inner = DistributedSampler(
+            self.train_set, num_replicas=group.world, rank=group.rank, shuffle=True, seed=o.seed, drop_last=False
+        )
         self.sampler = ResumableSampler(inner)
         self.train_loader = self._loader(self.train_set, self.sampler, self.loader_generator)
         self.batches_per_epoch = math.ceil(len(inner) / o.batch_size)
@@ -427,8 +461,11 @@ class Trainer:
     def _ctc_head(self) -> WithCTC:
         """The auxiliary CTC head (new, or resumed from the training state) and the module that trains it along."""
         self.ctc_head = new_head(self.model, self.o.seed)
-        self.ctc_special = torch.tensor(special_ids(self.tokenizer, self.model.config.decoder_start_token_id,
-                                                    self.model.config.pad_token_id, self.eos))
+        self.ctc_special = torch.tensor(
+            special_ids(
+                self.tokenizer, self.model.config.decoder_start_token_id, self.model.config.pad_token_id, self.eos
+            )
+        )
         if self.o.resume:
             if CTC_STATE not in self.state.heads:
                 raise ModelError("the training state holds no CTC head", str(self.run_dir / "last"))
@@ -447,8 +484,16 @@ class Trainer:
         self._start_run_folder()
         show_bar = self.progress_bar if self.progress_bar is not None else _is_terminal(self.err)
         self.reporter = Reporter(self.run_dir if group.main else None, self.err, self.total_steps, pos.step, show_bar)
-        result = TrainResult(self.run_dir, pos.step, self.total_steps, False, self.state.best,
-                             train_examples=len(self.train_examples), skipped=self.skipped, rank=group.rank)
+        result = TrainResult(
+            self.run_dir,
+            pos.step,
+            self.total_steps,
+            False,
+            self.state.best,
+            train_examples=len(self.train_examples),
+            skipped=self.skipped,
+            rank=group.rank,
+        )
         window = _Window()
         try:
             with StopRequest() as stop:
@@ -459,8 +504,15 @@ class Trainer:
                         epoch_done = self._advance(len(update))
                         window.add(loss, tokens, images, grad_norm, ctc)
                         if pos.step % self.o.log_every == 0 or pos.step == self.total_steps:
-                            self.reporter.train({"step": pos.step, "total_steps": self.total_steps,
-                                                 "epoch": self._epoch(), "lr": lr, **window.flush()})
+                            self.reporter.train(
+                                {
+                                    "step": pos.step,
+                                    "total_steps": self.total_steps,
+                                    "epoch": self._epoch(),
+                                    "lr": lr,
+                                    **window.flush(),
+                                }
+                            )
                         self.reporter.step_done(pos.step)
                         if on_step is not None:
                             on_step(pos.step)
@@ -553,8 +605,9 @@ class Trainer:
         counts = [int((b["labels"] != IGNORE_INDEX).sum()) for b in batches]
         with_ctc = o.ctc_weight > 0
         ctc_ids = sum(int(ctc_targets(b["labels"], self.ctc_special)[1].sum()) for b in batches) if with_ctc else 0
-        totals = group.sum(torch.tensor([sum(counts), sum(len(b["labels"]) for b in batches), ctc_ids],
-                                        dtype=torch.float64))
+        totals = group.sum(
+            torch.tensor([sum(counts), sum(len(b["labels"]) for b in batches), ctc_ids], dtype=torch.float64)
+        )
         tokens, images, ctc_ids = int(totals[0]), int(totals[1]), int(totals[2])
         # DistributedDataParallel averages gradients over processes: scale by their number to get the sum
         scale = group.world / max(tokens, 1)
@@ -612,8 +665,9 @@ class Trainer:
                     labels = batch["labels"].to(self.device)
                     with self._autocast():
                         logits = model(pixel_values=pixels, decoder_input_ids=model.shift_right(labels)).logits
-                        sequences = model.generate(pixels, max_new_tokens=self.max_new_tokens, num_beams=1,
-                                                   do_sample=False)
+                        sequences = model.generate(
+                            pixels, max_new_tokens=self.max_new_tokens, num_beams=1, do_sample=False
+                        )
                     loss_sum += token_loss(logits, labels).double()
                     tokens += (labels != IGNORE_INDEX).sum()
                     texts = self.tokenizer.batch_decode(sequences)
@@ -646,8 +700,15 @@ class Trainer:
         return record
 
     def _write_model(self, folder: Path) -> None:
-        save_pretrained(self.model, folder, tokenizer=self.tokenizer, processor=self.processor,
-                        generation=self.generation, extra=self.extra, dtype=torch.float32)
+        save_pretrained(
+            self.model,
+            folder,
+            tokenizer=self.tokenizer,
+            processor=self.processor,
+            generation=self.generation,
+            extra=self.extra,
+            dtype=torch.float32,
+        )
 
     def save_best(self) -> None:
         if self.group.main:
@@ -679,8 +740,9 @@ class _Window:
         self.grad_norm: float | None = None
         self.ctc: tuple[float, int] | None = None  # CTC loss summed, text ids
 
-    def add(self, loss: float, tokens: int, images: int, grad_norm: float | None,
-            ctc: tuple[float, int] | None = None) -> None:
+    def add(
+        self, loss: float, tokens: int, images: int, grad_norm: float | None, ctc: tuple[float, int] | None = None
+    ) -> None:
         self.loss += loss * tokens
         self.tokens += tokens
         self.images += images

@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: install test test-slow demo bench ocr-quality reader-fonts reader clean
+.PHONY: install test test-slow lint demo bench ocr-quality reader-fonts reader clean
 
 install: .stamp-install
 
@@ -20,6 +20,11 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+# ruff (pinned in pyproject.toml's test extra, configured there): the usual checks, import order, formatting.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The main job, end to end on a CPU in about a minute: compose a small reader from two presets, draw eight text
 # lines, fine-tune on them, read them back with the best checkpoint, convert it to fp16 and read again.

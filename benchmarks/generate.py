@@ -131,15 +131,15 @@ def main() -> None:
     )
     for beams in args.beams:
         with torch.inference_mode():
-            t_ref, a = timed(lambda: ref.generate(pixels, num_beams=beams, **fixed), args.repeats, device)
-            t_ved, b = timed(lambda: ours.generate(pixels, num_beams=beams, **fixed), args.repeats, device)
+            t_ref, a = timed(lambda beams=beams: ref.generate(pixels, num_beams=beams, **fixed), args.repeats, device)
+            t_ved, b = timed(lambda beams=beams: ours.generate(pixels, num_beams=beams, **fixed), args.repeats, device)
             line = (
                 f"{beams:>5}  {1000 * t_ref / args.batch:>16.1f}  {1000 * t_ved / args.batch:>10.1f}  "
                 f"{t_ref / t_ved:>7.2f}x  {str(torch.equal(a.cpu(), b.cpu())):>11}"
             )
             if device.type == "cuda":
-                m_ref = peak_memory(lambda: ref.generate(pixels, num_beams=beams, **fixed), device)
-                m_ved = peak_memory(lambda: ours.generate(pixels, num_beams=beams, **fixed), device)
+                m_ref = peak_memory(lambda beams=beams: ref.generate(pixels, num_beams=beams, **fixed), device)
+                m_ved = peak_memory(lambda beams=beams: ours.generate(pixels, num_beams=beams, **fixed), device)
                 line += f"  {m_ref:>13.0f}  {m_ved:>7.0f}"
         print(line, flush=True)
         gc.collect()

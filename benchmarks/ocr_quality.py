@@ -6,9 +6,9 @@
 The data is a folder of single text lines with ground truth (Hugging Face imagefolder: images + metadata.jsonl or
 metadata.csv with file_name, text). It prints one markdown table:
 
-- CER and WER (vedcli.training.metrics: corpus-level, exact strings) on all lines, on short and on long lines, and on two
-  variants made on the fly from the same lines: inverted (white text on black) and coloured (dark coloured text on a
-  light coloured background, with uneven light). Same lines, same ground truth: an honest robustness check.
+- CER and WER (vedcli.training.metrics: corpus-level, exact strings) on all lines, on short and on long lines, and
+  on two variants made on the fly from the same lines: inverted (white text on black) and coloured (dark coloured
+  text on a light coloured background, with uneven light). Same lines, same ground truth: an honest robustness check.
 - Seconds per line, the median over batches of (batch time / lines in the batch), greedy decoding, for each thread
   count and batch size asked for. ved's time covers preprocessing, the model and decoding the text; the images are
   decoded from their files before timing.
@@ -166,7 +166,7 @@ def run_ved(args: argparse.Namespace, lines: list[Line], variants: list[str]) ->
         reader.predictions[variant], _ = read(variant_images(lines, variant), max(args.batch_sizes))
         say(f"ved: read {len(lines)} {variant} lines")
     if one_by_one is not None:  # batching must not change what is read (padding, masks)
-        reader.batch_differences = sum(a != b for a, b in zip(one_by_one, reader.predictions["plain"]))
+        reader.batch_differences = sum(a != b for a, b in zip(one_by_one, reader.predictions["plain"], strict=True))
     return reader
 
 
@@ -197,7 +197,7 @@ def run_tesseract(args: argparse.Namespace, lines: list[Line], variants: list[st
         for variant in ["plain", *variants]:
             texts, seconds = [], []
             images = variant_images(lines, variant)
-            for i, (line, image) in enumerate(zip(lines, images)):
+            for i, image in enumerate(images):
                 path = Path(scratch) / f"{i}.png"
                 image.save(path)  # PNG for every variant: tesseract reads the same pixels ved does
                 began = time.perf_counter()
@@ -242,14 +242,16 @@ def table(readers: list[Reader], scores: list[dict], groups: dict[str, list[int]
             label = f"{metric.upper()}, {name}: {len(indices)} lines"
             rows.append(
                 f"| {label} | "
-                + " | ".join(cell(r, percent(s.get(name, {}).get(metric))) for r, s in zip(readers, scores))
+                + " | ".join(
+                    cell(r, percent(s.get(name, {}).get(metric))) for r, s in zip(readers, scores, strict=True)
+                )
                 + " |"
             )
     labels = {"inverted": "CER, inverted (white on black)", "colour": "CER, colour (tinted, uneven light)"}
     for variant in VARIANTS if args.variants else ():
         rows.append(
             f"| {labels[variant]}: {len(groups['all'])} lines | "
-            + " | ".join(cell(r, percent(s.get(variant, {}).get("cer"))) for r, s in zip(readers, scores))
+            + " | ".join(cell(r, percent(s.get(variant, {}).get("cer"))) for r, s in zip(readers, scores, strict=True))
             + " |"
         )
     for threads in args.threads:
@@ -267,7 +269,7 @@ def worst_lines(reader: Reader, lines: list[Line], count: int) -> list[str]:
 
     plain = reader.predictions.get("plain", [])
     scored = sorted(
-        ((edit_distance(p, line.text), line.file.name, line.text, p) for p, line in zip(plain, lines)),
+        ((edit_distance(p, line.text), line.file.name, line.text, p) for p, line in zip(plain, lines, strict=True)),
         key=lambda item: -item[0],
     )
     return [
@@ -286,9 +288,9 @@ def say(message: str) -> None:
 
 def load_lines(data: str, limit: int | None) -> list[Line]:
     """The usable lines of a data folder (bad rows and unreadable images are named on stderr and left out)."""
-    from vedcli.training.data import read_examples
     from vedcli.errors import InputError
     from vedcli.processing.image import open_image
+    from vedcli.training.data import read_examples
 
     examples, bad = read_examples(data, check_images=False)
     for row in bad:
@@ -379,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                     "failures": r.failures,
                     "seconds_per_line": [{"threads": t, "batch": b, "median": v} for (t, b), v in r.timings.items()],
                 }
-                for r, s in zip(readers, scores)
+                for r, s in zip(readers, scores, strict=True)
             ],
             "batch_differences": ved.batch_differences,
             "predictions": [

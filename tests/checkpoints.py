@@ -239,7 +239,7 @@ def natural_eos(folder: str | Path, pixels: torch.Tensor) -> int:
     out = model.generate(pixels, max_new_tokens=12, num_beams=1, eos_token_id=None, min_new_tokens=12)[:, 1:]
     counts: dict[int, set[int]] = {}
     for row, seq in enumerate(out.tolist()):
-        for pos, tok in enumerate(seq[1:9], start=1):
+        for tok in seq[1:9]:
             counts.setdefault(tok, set()).add(row)
     specials = {gen.pad_token_id, gen.decoder_start_token_id}
     candidates = [t for t, rows in counts.items() if 0 < len(rows) < len(out) and t not in specials]

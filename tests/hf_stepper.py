@@ -1,4 +1,5 @@
-"""TEST ONLY: a transformers VisionEncoderDecoderModel behind the step interface that `vedcli.generation.decoding` drives.
+"""TEST ONLY: a transformers VisionEncoderDecoderModel behind the step interface that
+`vedcli.generation.decoding` drives.
 
 It lets the decoding engine be checked on the reference's own logits, independently of ved's model:
 

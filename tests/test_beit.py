@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as T
-from checkpoints import encoder_config as reference_encoder_config
-from checkpoints import randomize, reference
 from safetensors.torch import load_file, save_file
 from transformers.models.beit.modeling_beit import BeitRelativePositionBias
 
+from checkpoints import encoder_config as reference_encoder_config
+from checkpoints import randomize, reference
+from vedcli.checkpoints.load import load_model
+from vedcli.checkpoints.weights import to_hf, to_ved
 from vedcli.encoders import build_encoder, encoder_config, encoder_weights
 from vedcli.encoders.beit import relative_index
 from vedcli.errors import ModelError
-from vedcli.checkpoints.load import load_model
-from vedcli.checkpoints.weights import to_hf, to_ved
 
 # encoder kind -> the decoder it is paired with in conftest.EXTRA_PAIRS (so the checkpoints are written once)
 KINDS = {"beit": "trocr", "beit-shared": "roberta", "data2vec-vision": "gpt2"}

@@ -13,13 +13,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import huggingface_hub
 import numpy as np
 import pytest
+import tomllib
 from PIL import Image
 from typer.testing import CliRunner
 

@@ -26,10 +26,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vedcli import cli
-from vedcli.generation import pipeline as pipeline_module
 from vedcli.cli import CAPTION_MODEL, OCR_MODEL, app, main
-from vedcli.generation.decoding import DecodingOptions
 from vedcli.errors import ModelError, OptionError
+from vedcli.generation import pipeline as pipeline_module
+from vedcli.generation.decoding import DecodingOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,13 +74,14 @@ def checkpoint(tiny) -> Path:
 def reference(checkpoint):
     """reference(path, **generate_kwargs) -> list of (text, sequence score or None), as transformers gives them."""
     import transformers as T
+
     from checkpoints import reference as load_reference
 
     model = load_reference(checkpoint)
     processor = T.AutoImageProcessor.from_pretrained(checkpoint)
     tokenizer = T.AutoTokenizer.from_pretrained(checkpoint)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def cached(path: Path, kwargs: tuple) -> list[tuple[str, float | None]]:
         pixels = processor(Image.open(path).convert("RGB"), return_tensors="pt").pixel_values
         with torch.no_grad(), warnings.catch_warnings():
@@ -90,7 +91,7 @@ def reference(checkpoint):
         scores = (
             out.sequences_scores.tolist() if getattr(out, "sequences_scores", None) is not None else [None] * len(texts)
         )
-        return [(text.strip(), score) for text, score in zip(texts, scores)]
+        return [(text.strip(), score) for text, score in zip(texts, scores, strict=True)]
 
     return lambda path, **kwargs: cached(path, tuple(sorted(kwargs.items())))
 
@@ -135,18 +136,19 @@ def test_jsonl_csv_tsv_and_output_file(checkpoint, images, reference, tmp_path: 
 
     jsonl = invoke(*args, "--format", "jsonl")
     rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
-    assert jsonl.exit_code == 0 and [(r["file"], r["text"]) for r in rows] == list(zip(files, texts))
+    assert jsonl.exit_code == 0 and [(r["file"], r["text"]) for r in rows] == list(zip(files, texts, strict=True))
     assert all(set(r) == {"file", "text", "score"} and isinstance(r["score"], float) for r in rows)
 
     table = invoke(*args, "--format", "csv")
     assert list(csv.reader(io.StringIO(table.stdout))) == [["file", "text", "score", "error"]] + [
-        [f, t, repr(r["score"]), ""] for f, t, r in zip(files, texts, rows)
+        [f, t, repr(r["score"]), ""] for f, t, r in zip(files, texts, rows, strict=True)
     ]
 
     tsv = invoke(*args, "--format", "tsv")
     assert tsv.stdout.splitlines()[0] == "file\ttext\tscore\terror"
     assert [line.split("\t")[:2] for line in tsv.stdout.splitlines()[1:]] == [
-        [f, t.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")] for f, t in zip(files, texts)
+        [f, t.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")]
+        for f, t in zip(files, texts, strict=True)
     ]
 
     out = tmp_path / "rows.jsonl"
@@ -230,6 +232,7 @@ def test_broken_checkpoint_exits_2_with_one_line(images, tmp_path: Path) -> None
 
 def test_unreachable_hub_is_one_line(images, tmp_path: Path, monkeypatch) -> None:
     from huggingface_hub import constants
+
     from test_hub import _closed_port, _point_hub_at
 
     _point_hub_at(monkeypatch, f"http://127.0.0.1:{_closed_port()}")

@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from vedcli.generation import pipeline as pipeline_module
-from vedcli.commands import caption as runner_module
 from vedcli.cli import app, main
+from vedcli.commands import caption as runner_module
+from vedcli.generation import pipeline as pipeline_module
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["caption", "ocr", "convert", "compose", "train", "info"]

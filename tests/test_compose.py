@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as T
-from checkpoints import DECODERS, IMAGE_SIZE, decoder_config, encoder_config, randomize
 from PIL import Image
 from safetensors.torch import load_file
-from tiny_tokenizers import WRITERS
 from typer.testing import CliRunner
 
+from checkpoints import DECODERS, IMAGE_SIZE, decoder_config, encoder_config, randomize
+from tiny_tokenizers import WRITERS
 from vedcli.checkpoints import presets
+from vedcli.checkpoints.load import load_model
 from vedcli.cli import app
 from vedcli.commands.compose import ComposeOptions, compose
-from vedcli.checkpoints.load import load_model
 from vedcli.processing.tokenizer import load_tokenizer
 
 T.logging.set_verbosity_error()

@@ -8,16 +8,16 @@ import os
 import pytest
 import torch
 import transformers as T
-from checkpoints import fill_sinusoidal_table, reference, write_checkpoint
 from safetensors.torch import load_file, save_file
-from test_legacy import as_v4
 from typer.testing import CliRunner
 
+from checkpoints import fill_sinusoidal_table, reference, write_checkpoint
+from test_legacy import as_v4
 from vedcli.checkpoints import save as save_module
+from vedcli.checkpoints.load import load_model
 from vedcli.cli import app
 from vedcli.commands.convert import convert, probe_image
 from vedcli.errors import ModelError
-from vedcli.checkpoints.load import load_model
 
 runner = CliRunner()
 PIXELS = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(11))

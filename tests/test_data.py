@@ -1,6 +1,6 @@
-"""vedcli.training.data: every source layout, every bad-row kind with its line number, splits, targets against transformers'
-tokenizers (the reference recipe `tokenizer(text).input_ids`), pixel values against transformers' image processor,
-and batching."""
+"""vedcli.training.data: every source layout, every bad-row kind with its line number, splits, targets against
+transformers' tokenizers (the reference recipe `tokenizer(text).input_ids`), pixel values against transformers' image
+processor, and batching."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ import torch
 from PIL import Image
 
 from tiny_tokenizers import write_gpt2_bpe, write_roberta_bpe, write_sentencepiece, write_wordpiece
+from vedcli.errors import InputError, ModelError, OptionError
+from vedcli.processing.image import ImageProcessor, ImageProcessorConfig, open_image
+from vedcli.processing.tokenizer import load_tokenizer
 from vedcli.training.data import (
     IGNORE_INDEX,
     BadRow,
@@ -27,9 +30,6 @@ from vedcli.training.data import (
     split_examples,
     target_ids,
 )
-from vedcli.errors import InputError, ModelError, OptionError
-from vedcli.processing.image import ImageProcessor, ImageProcessorConfig, open_image
-from vedcli.processing.tokenizer import load_tokenizer
 
 warnings.filterwarnings("ignore", message=".*torchvision.*")
 transformers = pytest.importorskip("transformers")  # the reference, tests only
@@ -494,7 +494,7 @@ def test_collate_pads_labels_with_ignore_index(photo_data, tokenizers):
     assert batch["labels"].dtype == torch.int64 and batch["index"].tolist() == [0, 1, 2]
     lengths = [len(ref(e.text).input_ids) for e in photo_data]
     assert batch["labels"].shape == (3, max(lengths))
-    for row, example, length in zip(batch["labels"], photo_data, lengths):
+    for row, example, length in zip(batch["labels"], photo_data, lengths, strict=True):
         assert row[:length].tolist() == ref(example.text).input_ids
         assert (row[length:] == -100).all()
     assert collate([dataset[1]])["labels"].shape == (1, lengths[1])  # one item: no padding

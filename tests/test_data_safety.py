@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vedcli.cli import main
 from vedcli.checkpoints.safety import MARKER
+from vedcli.cli import main
 
 TEXTS = ["a dog in the park", "the cat on a table", "people walk on the beach"]
 
@@ -313,7 +313,7 @@ def test_caption_never_writes_over_an_input(capsys, tmp_path, tiny):
         ([tmp_path / "imgs", "-o", link], b),  # a link to an input
         ([a, "-o", hard], a),  # a hard link to an input
     ]
-    for args, victim in cases:
+    for args, _victim in cases:
         code, err = _caption(capsys, tiny, *args, "--format", "jsonl")
         assert code == 2, err
         assert err.startswith("Error: the output file is the input ") and err.endswith(

@@ -103,11 +103,11 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):
     losses_two = [e["loss"] for e in events(two, "train")]
     losses_one = [e["loss"] for e in events(single, "train")]
     assert len(losses_two) == len(losses_one) == 4
-    assert all(close(a, b) for a, b in zip(losses_two, losses_one)), (losses_two, losses_one)
+    assert all(close(a, b) for a, b in zip(losses_two, losses_one, strict=True)), (losses_two, losses_one)
     assert losses_one[0] != losses_one[-1]
     evals_two, evals_one = events(two, "eval"), events(single, "eval")
     assert [e["step"] for e in evals_two] == [e["step"] for e in evals_one] == [2, 4]
-    for a, b in zip(evals_two, evals_one):
+    for a, b in zip(evals_two, evals_one, strict=True):
         assert close(a["val_loss"], b["val_loss"]), (a["val_loss"], b["val_loss"])
         assert a["samples"] == b["samples"] and len(a["samples"]) == 5  # every validation example, in order
         assert (a["cer"], a["wer"], a["bleu"]) == (b["cer"], b["wer"], b["bleu"])

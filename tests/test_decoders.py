@@ -12,13 +12,13 @@ import json
 
 import pytest
 import torch
-from checkpoints import reference
-from conftest import EXTRA_PAIRS
 from safetensors.torch import load_file
 
+from checkpoints import reference
+from conftest import EXTRA_PAIRS
+from vedcli.checkpoints.load import load_model
 from vedcli.decoders import decoder_config
 from vedcli.errors import ModelError
-from vedcli.checkpoints.load import load_model
 
 NEW_DECODERS = {"electra", "xlm-roberta", "bart", "mbart", "camembert", "bert-generation"}
 FAMILIES = [(e, d) for e, d in EXTRA_PAIRS if d in NEW_DECODERS and e in ("vit", "deit")]

@@ -16,12 +16,12 @@ import transformers as T
 from transformers.generation import logits_process as hf_lp
 
 from hf_stepper import HFStepper
+from vedcli.errors import ModelError, OptionError
 from vedcli.generation import decoding as D
 from vedcli.generation import processors as P
 from vedcli.generation.decoding import DecodingOptions, Generation, generate
-from vedcli.generation.processors import build_processors
-from vedcli.errors import ModelError, OptionError
 from vedcli.generation.defaults import GenerationConfig
+from vedcli.generation.processors import build_processors
 
 START, PAD = 1, 3
 IMAGE = 16

@@ -10,10 +10,10 @@ import pytest
 import skimage.data
 import torch
 import transformers as T
-from checkpoints import reference, write_checkpoint
 from PIL import Image
 from typer.testing import CliRunner
 
+from checkpoints import reference, write_checkpoint
 from vedcli.cli import app
 
 PHOTOS = Path(skimage.data.__file__).parent

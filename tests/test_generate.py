@@ -10,11 +10,11 @@ import shutil
 
 import pytest
 import torch
+
 from checkpoints import natural_eos, reference
 from conftest import PAIRS
-
-from vedcli.generation.decoding import DecodingOptions, generate
 from vedcli.checkpoints.load import load_model
+from vedcli.generation.decoding import DecodingOptions, generate
 
 PIXELS = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 

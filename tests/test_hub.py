@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from huggingface_hub import constants
 
-from vedcli.errors import ModelError, OptionError
 from vedcli.checkpoints.hub import needed_files, resolve_model
+from vedcli.errors import ModelError, OptionError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""vedcli.processing.image against transformers' image processors (the reference), and open_image on good and bad files."""
+"""vedcli.processing.image against transformers' image processors (the reference), and open_image on good and bad
+files."""
 
 from __future__ import annotations
 

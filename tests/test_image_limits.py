@@ -14,10 +14,11 @@ import pytest
 from PIL import Image, ImageFile
 from typer.testing import CliRunner
 
-from vedcli.processing import image as image_module
-from vedcli.generation import pipeline as pipeline_module
-from vedcli.commands import caption as runner_module
 from vedcli.cli import app
+from vedcli.commands import caption as runner_module
+from vedcli.commands.inputs import InputItem
+from vedcli.generation import pipeline as pipeline_module
+from vedcli.processing import image as image_module
 from vedcli.processing.image import (
     EXTENT,
     REDUCING_GAP,
@@ -27,7 +28,6 @@ from vedcli.processing.image import (
     decoding_bytes,
     open_image,
 )
-from vedcli.commands.inputs import InputItem
 
 
 def noise(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -316,7 +316,7 @@ def test_read_ahead_is_bounded_in_bytes_and_count(cost, window, ahead):
     than the whole budget is still read, alone."""
     items = [InputItem(f"{i}.png") for i in range(12)]
     reader = CountingReader(cost)
-    for i, (item, image, error) in enumerate(runner_module._read_ahead(items, reader, window=window, max_bytes=1000)):
+    for i, (item, _image, error) in enumerate(runner_module._read_ahead(items, reader, window=window, max_bytes=1000)):
         assert item is items[i] and error is None
         assert reader.submitted <= min(i + 1 + ahead, len(items))  # this one, those ahead, the one asked about
     assert reader.submitted == len(items)

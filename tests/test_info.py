@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 import torch
-from checkpoints import reference
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
+from checkpoints import reference
 from vedcli.cli import app
 from vedcli.commands.info import describe
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from vedcli.errors import InputError, OptionError
 from vedcli.commands.inputs import InputItem, expand_inputs, image_extensions, is_image_name
 from vedcli.commands.output import escape_tsv, make_writer, open_output
+from vedcli.errors import InputError, OptionError
 
 # --- inputs -------------------------------------------------------------------------------------------------------
 

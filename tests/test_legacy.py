@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-from checkpoints import natural_eos, reference, write_checkpoint
 
+from checkpoints import natural_eos, reference, write_checkpoint
 from vedcli.checkpoints.load import load_model
 
 # What PretrainedConfig.to_dict() wrote into every (sub-)config under transformers 4.x.

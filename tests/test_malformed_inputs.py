@@ -216,6 +216,7 @@ FAMILY_CASES = [
 @pytest.mark.parametrize("encoder,decoder,field,value,says", FAMILY_CASES, ids=lambda v: repr(v)[:24])
 def test_every_family_checks_its_fields(tmp_path, capsys, encoder, decoder, field, value, says):
     import transformers as T
+
     from checkpoints import decoder_config, encoder_config
 
     enc = encoder_config(encoder)

@@ -1,5 +1,5 @@
-"""vedcli.training.metrics against values worked out by hand (the arithmetic is written out next to each case), against a
-plain dynamic-programming edit distance, and against the examples of the BLEU paper (Papineni et al. 2002)."""
+"""vedcli.training.metrics against values worked out by hand (the arithmetic is written out next to each case),
+against a plain dynamic-programming edit distance, and against the examples of the BLEU paper (Papineni et al. 2002)."""
 
 from __future__ import annotations
 

@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 import torch
-from checkpoints import reference
-from conftest import PAIRS
 from safetensors.torch import load_file, save_file
 
-from vedcli.errors import ModelError
+from checkpoints import reference
+from conftest import PAIRS
 from vedcli.checkpoints.load import load_model
+from vedcli.errors import ModelError
 
 
 def inputs(vocab: int, batch: int = 2, length: int = 7, seed: int = 0):
@@ -97,7 +97,7 @@ def test_every_weight_layout_loads(tiny, decoder, layout):
         assert any(n.endswith(".index.json") for n in names)
     baseline = load_model(tiny("vit", decoder))
     model = load_model(folder)
-    for (name, a), b in zip(baseline.state_dict().items(), model.state_dict().values()):
+    for (name, a), b in zip(baseline.state_dict().items(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 

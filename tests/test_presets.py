@@ -1,4 +1,5 @@
-"""Model presets (vedcli/checkpoints/presets.py, configs/): published configs, as transformers reads them, sized as published.
+"""Model presets (vedcli/checkpoints/presets.py, configs/): published configs, as transformers reads them, sized as
+published.
 
 Models are built on the meta device, so no weights are allocated and the whole file runs in seconds.
 """
@@ -9,21 +10,20 @@ import inspect
 import json
 import re
 import runpy
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 import transformers as T
 
 from vedcli import decoders, encoders
-
 from vedcli.checkpoints import presets
+from vedcli.checkpoints.presets import apply_overrides, is_preset, load_preset, preset_names
 from vedcli.config import ModelConfig
 from vedcli.decoders.stack import TextDecoder
 from vedcli.errors import OptionError
 from vedcli.model import VisionEncoderDecoder
-from vedcli.checkpoints.presets import apply_overrides, is_preset, load_preset, preset_names
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODER_PRESETS = preset_names("encoder")

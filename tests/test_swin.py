@@ -13,14 +13,13 @@ import copy
 import pytest
 import torch
 import transformers as T
-from checkpoints import randomize, reference
 from safetensors.torch import load_file
 
-from vedcli.encoders import build_encoder, encoder_config, encoder_weights
-from vedcli.encoders import swin
-from vedcli.errors import ModelError
+from checkpoints import randomize, reference
 from vedcli.checkpoints.load import load_model
 from vedcli.checkpoints.weights import to_hf, to_ved
+from vedcli.encoders import build_encoder, encoder_config, encoder_weights, swin
+from vedcli.errors import ModelError
 
 # name -> (model_type, config overrides, image sizes (height, width) to compare at)
 VARIANTS = {
@@ -261,7 +260,7 @@ def test_legacy_swin_checkpoint_with_index_buffers_loads(encoders):
     legacy = dict(saved)
     legacy["encoder.layers.1.blocks.0.attention.self.relative_position_index"] = torch.zeros(36, 36, dtype=torch.long)
     reloaded = load_encoder(ref.config.to_dict(), legacy)
-    for (key, a), b in zip(ours.state_dict().items(), reloaded.state_dict().values()):
+    for (key, a), b in zip(ours.state_dict().items(), reloaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
     legacy["encoder.layers.1.blocks.0.attention.self.extra"] = torch.zeros(1)
     with pytest.raises(ModelError, match=r"unexpected encoder\.layers\.1\.blocks\.0\.attention\.self\.extra"):

@@ -24,15 +24,15 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from checkpoints import reference
-from vedcli.cli import app
-from vedcli.training.data import Example, ImageTextDataset, collate
-from vedcli.generation.defaults import SpecialTokens
-from vedcli.errors import OptionError
-from vedcli.processing.image import load_image_processor
 from vedcli.checkpoints.load import load_model
+from vedcli.cli import app
+from vedcli.errors import OptionError
+from vedcli.generation.defaults import SpecialTokens
+from vedcli.processing.image import load_image_processor
+from vedcli.processing.tokenizer import load_tokenizer
+from vedcli.training.data import Example, ImageTextDataset, collate
 from vedcli.training.optim import lr_factor, make_optimizer
 from vedcli.training.state import TrainingState
-from vedcli.processing.tokenizer import load_tokenizer
 from vedcli.training.trainer import TrainOptions, batch_loss, resumed_options, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,7 +264,7 @@ def _same_weights(a: Path, b: Path) -> None:
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "weights differ"
     sa, sb = TrainingState.load(a / "last"), TrainingState.load(b / "last")
     assert sa.position == sb.position
-    for (ka, va), (kb, vb) in zip(sa.optimizer["state"].items(), sb.optimizer["state"].items()):
+    for (ka, va), (kb, vb) in zip(sa.optimizer["state"].items(), sb.optimizer["state"].items(), strict=True):
         assert ka == kb and all(torch.equal(va[n], vb[n]) for n in va)
 
 
@@ -511,7 +511,7 @@ def test_mixed_precision_on_cuda(tiny, tmp_path, dtype):
     assert all(t.dtype == torch.float32 for t in weights.values())
     full, mixed = events(tmp_path / "fp32", "train"), events(tmp_path / "mixed", "train")
     assert len(mixed) == 3
-    for a, b in zip(full, mixed):
+    for a, b in zip(full, mixed, strict=True):
         assert abs(a["loss"] - b["loss"]) < 0.02 * a["loss"]
 
 

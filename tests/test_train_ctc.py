@@ -33,11 +33,11 @@ from test_train import (
     run_quietly,
     write_data,
 )
-from vedcli.training.ctc import CTCHead, WithCTC, new_head, special_ids, targets
-from vedcli.generation.defaults import SpecialTokens
 from vedcli.checkpoints.load import load_model
-from vedcli.training.state import TrainingState
+from vedcli.generation.defaults import SpecialTokens
 from vedcli.processing.tokenizer import load_tokenizer
+from vedcli.training.ctc import CTCHead, WithCTC, new_head, special_ids, targets
+from vedcli.training.state import TrainingState
 from vedcli.training.trainer import TrainOptions, resumed_options, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,7 +268,7 @@ def test_two_processes_match_one_with_ctc(tiny, tmp_path):
     train(one, err=io.StringIO(), progress_bar=False)
     two, single = events(tmp_path / "two", "train"), events(tmp_path / "one", "train")
     assert len(two) == len(single) == 3
-    for a, b in zip(two, single):
+    for a, b in zip(two, single, strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["ctc_loss"] - b["ctc_loss"]) < 1e-5
     assert single[0]["ctc_loss"] != single[-1]["ctc_loss"]
     heads = [TrainingState.load(tmp_path / run / "last").heads["ctc"] for run in ("two", "one")]

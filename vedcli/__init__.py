@@ -29,9 +29,9 @@ _LAZY = {
 if TYPE_CHECKING:
     from .checkpoints.load import load_model
     from .generation.options import DecodingOptions
+    from .generation.pipeline import Hypothesis, Pipeline
     from .model import VisionEncoderDecoder
     from .processing.image import open_image
-    from .generation.pipeline import Hypothesis, Pipeline
 
 
 def __getattr__(name: str):

@@ -34,9 +34,9 @@ if (
 import typer  # noqa: E402
 from typer.core import TyperCommand  # noqa: E402
 
+from .commands.caption import RunSettings, caption_inputs, is_terminal  # noqa: E402
 from .errors import OptionError, VedError  # noqa: E402
 from .generation.options import DecodingOptions  # noqa: E402  (no torch)
-from .commands.caption import RunSettings, caption_inputs, is_terminal  # noqa: E402
 
 # Modules that import torch are imported where a command needs them, so that `ved --help` starts at once.
 
@@ -554,8 +554,8 @@ def _exit_with(work: Callable[[], int]) -> None:
     VED_DEBUG=1)."""
     import warnings
 
-    from .errors import VedWarning
     from .commands.output import printable
+    from .errors import VedWarning
 
     debug = os.environ.get("VED_DEBUG") == "1"
     shown = warnings.showwarning

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoints.weights import Rule, WeightTable, linear, to_hf, to_ved
 from .config import ModelConfig
 from .decoders import decoder_config, decoder_parameters, decoder_weights
 from .decoders.stack import TextDecoder
@@ -19,7 +20,6 @@ from .encoders import build_encoder, encoder_config, encoder_parameters, encoder
 from .errors import ModelError
 from .layers import DecoderCache
 from .validate import ConfigFieldError, Fields, check_memory, check_token_ids, show
-from .checkpoints.weights import Rule, WeightTable, linear, to_hf, to_ved
 
 
 @dataclass

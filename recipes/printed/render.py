@@ -13,9 +13,8 @@ import os
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
-
 from corpus import TYPOGRAPHIC
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 # Font families by how often they are drawn: the Times / Helvetica / Courier look-alikes dominate real documents.
 # (glob under the Debian font folders, weight); Makefile `reader-fonts` installs the packages.

@@ -26,7 +26,7 @@ BUILTIN_MODELS = {"printed": "a reader of single lines of printed text"}
 ROOT = Path(__file__).resolve().parents[1] / "models"  # vedcli/models/; tests point this at a tiny stand-in
 
 REQUIRED_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "model.safetensors")
-# at least one of these (what vedcli/processing/tokenizer.py reads: fast tokenizer, BPE, WordPiece or SentencePiece files)
+# at least one of these (what processing/tokenizer.py reads: fast tokenizer, BPE, WordPiece or SentencePiece files)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model")
 HEADER_LIMIT = 100_000_000  # bytes: a larger safetensors header length means a damaged file
 

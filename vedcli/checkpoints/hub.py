@@ -1,7 +1,7 @@
 """Model name or path -> local folder.
 
-A built-in name (`printed`) is the folder shipped inside the package (vedcli/checkpoints/builtin.py). A local folder is used as
-it is. Anything else is a Hugging Face Hub model id: it goes through huggingface_hub's
+A built-in name (`printed`) is the folder shipped inside the package (checkpoints/builtin.py). A local folder is
+used as it is. Anything else is a Hugging Face Hub model id: it goes through huggingface_hub's
 cache (HF_HOME / HF_HUB_CACHE), honours `revision` (branch, tag or commit) and HF_HUB_OFFLINE, and downloads only
 the files ved reads: configs, tokenizer files and ONE weight format (safetensors when the repo has it, else .bin).
 When the hub cannot be reached, a cached snapshot for the revision is used if there is one.
@@ -28,8 +28,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from .builtin import builtin_folder, is_builtin
 from ..errors import ModelError, OptionError
+from .builtin import builtin_folder, is_builtin
 
 CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json")
 TOKENIZER_FILES = (
@@ -52,7 +52,7 @@ WEIGHT_FORMATS = (
 def resolve_model(name_or_path: str, revision: str | None = None, *, cache_dir: str | Path | None = None) -> Path:
     """Return a local folder holding the model `name_or_path` (a built-in name, a folder, or a hub id at `revision`).
 
-    A built-in name (`printed`: vedcli/checkpoints/builtin.py) wins over a folder of that name in the current folder; `./printed`
+    A built-in name (`printed`: builtin.py) wins over a folder of that name in the current folder; `./printed`
     names the folder. Built-in models never touch the network."""
     if is_builtin(name_or_path):
         if revision is not None:
@@ -98,7 +98,9 @@ def _from_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> str:
     except (OfflineModeIsEnabled, httpx2.TransportError) as error:
         return _from_cache(repo_id, revision, cache_dir, error)
     except GatedRepoError:
-        raise ModelError("gated hub model: accept its terms on the hub and log in (hf auth login)", where=repo_id)
+        raise ModelError(
+            "gated hub model: accept its terms on the hub and log in (hf auth login)", where=repo_id
+        ) from None
     except RevisionNotFoundError:
         raise ModelError(f"revision {revision!r} not found on the hub", where=repo_id) from None
     except RepositoryNotFoundError:

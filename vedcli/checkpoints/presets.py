@@ -14,9 +14,10 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from ..errors import OptionError
 

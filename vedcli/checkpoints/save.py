@@ -20,13 +20,12 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from ..generation.defaults import SpecialTokens
 from ..errors import OptionError
-from ..generation.defaults import GenerationConfig
+from ..generation.defaults import GenerationConfig, SpecialTokens
 from ..processing.image import ImageProcessor
+from ..processing.tokenizer import Tokenizer
 from .init import init_tensor
 from .safety import check_replaceable, follow_umask, write_marker
-from ..processing.tokenizer import Tokenizer
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}

@@ -33,10 +33,10 @@ class WeightTable:
     ignore: list[str] = field(default_factory=list)  # regexes of HF keys known to be unused (buffers, pooler, ...)
     tied: dict[str, str] = field(default_factory=dict)  # ved name -> ved name it shares storage with
 
-    def __add__(self, other: "WeightTable") -> "WeightTable":
+    def __add__(self, other: WeightTable) -> WeightTable:
         return WeightTable(self.rules + other.rules, self.ignore + other.ignore, {**self.tied, **other.tied})
 
-    def prefixed(self, ved: str, hf: str) -> "WeightTable":
+    def prefixed(self, ved: str, hf: str) -> WeightTable:
         """The same table for a submodule: ved names under `ved`, HF names under `hf`."""
         rules = [
             Rule(ved + r.ved, tuple(hf + h for h in r.hf), r.transpose, r.layered, r.dim, tuple(hf + h for h in r.zero))
@@ -51,7 +51,7 @@ class WeightTable:
         out = []
         for r in self.rules:
             for i in range(layers) if r.layered else [None]:
-                fill = (lambda s: s.replace("{i}", str(i))) if i is not None else (lambda s: s)
+                fill = (lambda s, i=i: s.replace("{i}", str(i))) if i is not None else (lambda s: s)
                 hf, zero = tuple(fill(h) for h in r.hf), tuple(fill(h) for h in r.zero)
                 out.append(Rule(fill(r.ved), hf, r.transpose, dim=r.dim, zero=zero))
         return out
@@ -177,7 +177,7 @@ def to_hf(ved_state: dict[str, Tensor], rules: list[Rule]) -> dict[str, Tensor]:
     out = {}
     for r in rules:
         parts = ved_state[r.ved].chunk(len(r.hf), dim=r.dim)
-        for name, part in zip(r.hf, parts):
+        for name, part in zip(r.hf, parts, strict=True):
             if name in r.zero:
                 continue
             out[name] = (part.t() if r.transpose and part.dim() == 2 else part).contiguous()

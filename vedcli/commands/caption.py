@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, TextIO
 from PIL import Image
 
 from .. import interrupts
+from ..checkpoints.safety import check_output_not_input
 from ..errors import InputError, OptionError
 from .inputs import InputItem, expand_inputs
 from .output import make_writer, open_output
-from ..checkpoints.safety import check_output_not_input
 
 if TYPE_CHECKING:
-    from ..processing.image import ImageProcessor
     from ..generation.options import DecodingOptions
+    from ..processing.image import ImageProcessor
 
 READ_THREADS = 4  # threads decoding input images ahead of the model
 READ_AHEAD_BYTES = 512 * 2**20  # memory that images decoded ahead of the model may take (one image may take more)
@@ -88,7 +88,7 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
         for batch in _batches(items, settings.batch_size, reader):
             images = [image for _item, image, _error in batch if image is not None]
             results = iter(pipeline.run(images, options) if images else [])
-            for item, image, error in batch:
+            for item, _image, error in batch:
                 if error is not None:
                     writer.error(item.path, error)
                     bad += 1

@@ -26,17 +26,22 @@ import torch
 from torch import Tensor
 
 from ..checkpoints import presets
+from ..checkpoints.builtin import is_builtin
 from ..checkpoints.files import load_state_dict, read_json
+from ..checkpoints.hub import resolve_model
+from ..checkpoints.init import init_tensor
+from ..checkpoints.load import resolve_dtype
+from ..checkpoints.safety import check_not_inside, check_replaceable
+from ..checkpoints.save import DTYPE_NAMES, atomic_folder, save_pretrained
+from ..checkpoints.weights import LEGACY_SUFFIXES, to_hf
 from ..config import ModelConfig
 from ..decoders import FAMILIES as DECODER_FAMILIES
+from ..decoders.distilbert import distilbert_as_bert
 from ..encoders import FAMILIES as ENCODER_FAMILIES
 from ..errors import ModelError, OptionError
 from ..generation.defaults import GenerationConfig
+from ..model import VisionEncoderDecoder, model_config
 from ..processing.byte_tokenizer import byte_tokenizer
-from ..checkpoints.builtin import is_builtin
-from ..decoders.distilbert import distilbert_as_bert
-from ..checkpoints.hub import resolve_model
-from ..checkpoints.init import init_tensor
 from ..processing.image import (
     NESTED_PROCESSOR_FILE,
     PROCESSOR_FILE,
@@ -44,12 +49,7 @@ from ..processing.image import (
     ImageProcessorConfig,
     load_image_processor,
 )
-from ..checkpoints.load import resolve_dtype
-from ..model import VisionEncoderDecoder, model_config
-from ..checkpoints.safety import check_not_inside, check_replaceable
-from ..checkpoints.save import DTYPE_NAMES, atomic_folder, save_pretrained
 from ..processing.tokenizer import Tokenizer, load_tokenizer
-from ..checkpoints.weights import LEGACY_SUFFIXES, to_hf
 
 ARGUMENT = {"encoder": "ENCODER", "decoder": "DECODER"}  # the command-line argument each side comes from
 OVERRIDE_FLAG = {"encoder": "--encoder-config", "decoder": "--decoder-config"}
@@ -352,7 +352,7 @@ def special_tokens(
     GPT-2 pads with its end-of-text token."""
     family = FAMILY_TOKENS[kind]
     ids: dict[str, int | None] = {}
-    for role, token in zip(ROLES, family):
+    for role, token in zip(ROLES, family, strict=True):
         keys = CONFIG_KEYS[role]
         ids[role] = next((config[k] for k in keys if k in overridden and config.get(k) is not None), None)
         if ids[role] is None:

@@ -16,14 +16,14 @@ from PIL import Image
 from torch import Tensor
 
 from ..checkpoints.files import load_state_dict
-from ..generation.defaults import SpecialTokens
-from ..errors import ModelError
 from ..checkpoints.hub import resolve_model
-from ..processing.image import ImageProcessor, load_image_processor
 from ..checkpoints.load import load_model, resolve_dtype
-from ..model import VisionEncoderDecoder
 from ..checkpoints.safety import check_not_inside, check_replaceable
 from ..checkpoints.save import DTYPE_NAMES, atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
+from ..errors import ModelError
+from ..generation.defaults import SpecialTokens
+from ..model import VisionEncoderDecoder
+from ..processing.image import ImageProcessor, load_image_processor
 from ..processing.tokenizer import load_tokenizer
 
 # Largest logit difference accepted between the written model and the source (with its weights rounded to the

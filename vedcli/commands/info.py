@@ -12,15 +12,15 @@ from typing import Any
 import torch
 
 from ..checkpoints.files import PICKLE, PICKLE_INDEX, SAFETENSORS, SAFETENSORS_INDEX, load_state_dict, read_json
-from ..config import DecoderConfig, EncoderConfig
-from ..generation.decoding import DecodingOptions
-from ..errors import VedError
-from ..generation.defaults import GenerationConfig
 from ..checkpoints.hub import resolve_model
-from ..processing.image import RESAMPLE_NAMES, load_image_processor
-from ..model import VisionEncoderDecoder, model_config
-from ..processing.tokenizer import load_tokenizer
 from ..checkpoints.weights import ignored_keys, non_finite
+from ..config import DecoderConfig, EncoderConfig
+from ..errors import VedError
+from ..generation.decoding import DecodingOptions
+from ..generation.defaults import GenerationConfig
+from ..model import VisionEncoderDecoder, model_config
+from ..processing.image import RESAMPLE_NAMES, load_image_processor
+from ..processing.tokenizer import load_tokenizer
 
 Report = dict[str, dict[str, Any]]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ..checkpoints.weights import WeightTable
 from ..config import DecoderConfig
 from ..errors import ModelError
 from ..validate import ConfigFieldError, check_token_ids, show
-from ..checkpoints.weights import WeightTable
 from . import bart, bert, bert_generation, electra, gpt2, trocr
 
 # model_type in config.json -> family module

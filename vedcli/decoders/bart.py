@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
+from ..checkpoints.weights import Rule, WeightTable, linear, norm, output_head, param
 from ..config import DecoderConfig
 from ..validate import Fields
-from ..checkpoints.weights import Rule, WeightTable, linear, norm, output_head, param
 
 PRE_NORM = {"mbart"}  # model_types whose layers normalise first and end in a final LayerNorm
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 
+from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 from ..config import DecoderConfig
 from ..errors import ModelError
 from ..validate import Fields
-from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 
 ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ..config import DecoderConfig
 from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
+from ..config import DecoderConfig
 from ..validate import Fields
 from .bert import bert_style
 

@@ -6,8 +6,8 @@ the generator head (dense -> gelu -> LayerNorm) brings the result back down so t
 
 from __future__ import annotations
 
-from ..config import DecoderConfig
 from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
+from ..config import DecoderConfig
 from ..validate import Fields
 from .bert import bert_style
 

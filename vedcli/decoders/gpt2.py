@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 from ..config import DecoderConfig
 from ..validate import Fields
-from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 
 
 def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import DecoderConfig
 from ..checkpoints.weights import WeightTable, output_head
+from ..config import DecoderConfig
 from ..validate import Fields
 from .bart import fairseq_rules, fairseq_style
 

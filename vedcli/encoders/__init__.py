@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..checkpoints.weights import WeightTable
 from ..config import EncoderConfig
 from ..errors import ModelError
 from ..validate import ConfigFieldError, show
-from ..checkpoints.weights import WeightTable
 from . import beit, swin, vit
 
 # model_type in config.json -> family module

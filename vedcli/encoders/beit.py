@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoints.weights import WeightTable, linear, norm, param
 from ..config import EncoderConfig
 from ..layers import Block, drop_path_rates
-from ..checkpoints.weights import WeightTable, linear, norm, param
 from ..validate import Fields
 from .vit import resize_positions, vit_style
 

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoints.weights import Rule, WeightTable, linear, norm, param
 from ..config import EncoderConfig
 from ..errors import ModelError
 from ..layers import MLP, DropPath, SelfAttention, drop_path_rates, merge_heads, split_heads
 from ..validate import ConfigFieldError, Fields, show
-from ..checkpoints.weights import Rule, WeightTable, linear, norm, param
 from .vit import resize_positions
 
 SHIFT_MASK = -100.0  # the reference's score offset between tokens from different regions of a shifted window
@@ -43,7 +43,7 @@ class SwinSettings:
     eager: bool = False  # attention as explicit scores -> softmax -> values (Donut-Swin), else fused (SDPA)
 
     @classmethod
-    def from_hf(cls, d: dict, where: str | None = None, section: str = "encoder") -> "SwinSettings":
+    def from_hf(cls, d: dict, where: str | None = None, section: str = "encoder") -> SwinSettings:
         f = Fields(d, section, where)
         window = d.get("window_size", 7)
         if isinstance(window, (list, tuple)) and window and len(set(map(repr, window))) == 1:
@@ -130,7 +130,7 @@ class Windows:
     mask: Tensor | None  # (windows, T, T): 0 within a region, SHIFT_MASK across regions; None without shift
 
     @classmethod
-    def plan(cls, height: int, width: int, window: int, dtype: torch.dtype, device) -> "Windows":
+    def plan(cls, height: int, width: int, window: int, dtype: torch.dtype, device) -> Windows:
         """Windows for an (H, W) map: no shift when one side is a single window; ModelError when it is smaller."""
         if min(height, width) < window:
             raise ModelError(

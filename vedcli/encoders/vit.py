@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoints.weights import WeightTable, linear, norm, param
 from ..config import EncoderConfig
 from ..errors import ModelError
 from ..layers import Block
 from ..validate import ConfigFieldError, Fields
-from ..checkpoints.weights import WeightTable, linear, norm, param
 
 
 def vit_style(f: Fields) -> dict:

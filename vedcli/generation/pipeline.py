@@ -15,10 +15,10 @@ from ..checkpoints.hub import resolve_model
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .decoding import DecodingOptions, ResolvedOptions
-    from ..processing.image import ImageProcessor
     from ..model import VisionEncoderDecoder
+    from ..processing.image import ImageProcessor
     from ..processing.tokenizer import Tokenizer
+    from .decoding import DecodingOptions, ResolvedOptions
 
 
 @dataclass
@@ -37,10 +37,10 @@ class Pipeline:
     @classmethod
     def load(
         cls, model: str | Path, revision: str | None = None, device: str = "auto", dtype: str | None = None
-    ) -> "Pipeline":
+    ) -> Pipeline:
         folder = resolve_model(str(model), revision)
-        from ..processing.image import load_image_processor
         from ..checkpoints.load import load_model
+        from ..processing.image import load_image_processor
         from ..processing.tokenizer import load_tokenizer
 
         net = load_model(folder, device=device, dtype=dtype)
@@ -67,7 +67,7 @@ class Pipeline:
         eos = set(SpecialTokens.from_config(self.model.generation_config).eos)
         hyps = [
             Hypothesis(text.strip(), float(score), _content(seq.tolist(), eos))
-            for text, score, seq in zip(texts, out.scores, out.sequences)
+            for text, score, seq in zip(texts, out.scores, out.sequences, strict=True)
         ]
         return [hyps[i * per_image : (i + 1) * per_image] for i in range(len(images))]
 

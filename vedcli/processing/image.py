@@ -191,7 +191,7 @@ class ImageProcessorConfig:
         return PRESETS[self.processor_type].page is not None
 
     @classmethod
-    def from_dict(cls, d: dict, image_size: int | tuple[int, int] | None = None) -> "ImageProcessorConfig":
+    def from_dict(cls, d: dict, image_size: int | tuple[int, int] | None = None) -> ImageProcessorConfig:
         """Read any published layout. `image_size` (the encoder's: a side or (height, width)) fills `size`, and
         `crop_size` when cropping, where `d` gives none; an empty `d` (no preprocessor file) means ViT defaults at
         `image_size`. Keys the family does not use are ignored, as transformers ignores them."""

@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 from vedcli.errors import ModelError
 
-
 SPM_NORMAL, SPM_UNKNOWN, SPM_CONTROL, SPM_USER_DEFINED, SPM_UNUSED, SPM_BYTE = 1, 2, 3, 4, 5, 6  # piece types
 SPM_UNIGRAM, SPM_BPE = 1, 2  # trainer model types
 

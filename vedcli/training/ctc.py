@@ -5,8 +5,8 @@ blank: index `vocab_size`) reads the encoder's output sequence and is trained wi
 text ids (the labels without padding and without special tokens: start, pad, eos, bos/cls/sep, ...; an unknown-token
 id stays, it stands for text). Frames are the encoder's patch tokens without its prefix (class) tokens; when they
 form the config's patch grid (ViT, DeiT, BEiT at their image size) they are read column by column, left to right, so
-that a text line runs along them; otherwise (Swin's merged grid) in the encoder's own order. A target that cannot fit the frames (CTC needs a frame per id, and
-a blank between repeated ids) adds nothing (`zero_infinity`).
+that a text line runs along them; otherwise (Swin's merged grid) in the encoder's own order. A target that cannot
+fit the frames (CTC needs a frame per id, and a blank between repeated ids) adds nothing (`zero_infinity`).
 
 `WithCTC` holds the model and the head as one module, so that DistributedDataParallel wraps (and all-reduces) both
 and the encoder runs once per batch for both losses. The head's weights live in RUN/last/training_state.pt only.
@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import IGNORE_INDEX
 from ..model import VisionEncoderDecoder
 from ..processing.tokenizer import Tokenizer
+from .data import IGNORE_INDEX
 
 STATE_KEY = "ctc"  # the head's entry in TrainingState.heads
 

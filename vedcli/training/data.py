@@ -214,7 +214,7 @@ def _check_rows(rows: list[_Row], folder: Path, check_images: bool) -> tuple[lis
     """Resolve image paths and check each image (each distinct file once); split into examples and bad rows."""
     paths = {row.file: Path(os.path.abspath(folder / row.file)) for row in rows if row.reason is None}
     distinct = list(dict.fromkeys(paths.values()))
-    problems = dict(zip(distinct, _image_problems(distinct, check_images)))
+    problems = dict(zip(distinct, _image_problems(distinct, check_images), strict=True))
     examples: list[Example] = []
     bad: list[BadRow] = []
     for row in rows:
@@ -233,7 +233,7 @@ def _image_problems(paths: list[Path], decode: bool) -> list[str | None]:
         todo = [i for i, problem in enumerate(problems) if problem is None]
         workers = max(1, min(MAX_IMAGE_THREADS, 2 * (os.cpu_count() or 1), len(todo)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for i, problem in zip(todo, pool.map(_unreadable, [paths[i] for i in todo])):
+            for i, problem in zip(todo, pool.map(_unreadable, [paths[i] for i in todo]), strict=True):
                 problems[i] = problem
     return problems
 

@@ -34,7 +34,7 @@ class Distributed:
         return self.rank == 0
 
     @classmethod
-    def start(cls, device: torch.device) -> "Distributed":
+    def start(cls, device: torch.device) -> Distributed:
         """Join the process group torchrun describes in the environment; a lone process when there is none."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:

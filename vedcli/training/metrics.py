@@ -58,7 +58,7 @@ def edit_distance(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
 
 
 def _error_rate(predictions: list[Sequence[Hashable]], references: list[Sequence[Hashable]]) -> float:
-    errors = sum(edit_distance(p, r) for p, r in zip(predictions, references))
+    errors = sum(edit_distance(p, r) for p, r in zip(predictions, references, strict=True))
     total = sum(len(r) for r in references)
     if total == 0:
         return 0.0 if errors == 0 else 1.0  # no reference symbols: see the module docstring
@@ -111,14 +111,14 @@ def corpus_bleu(predictions: list[str], references: list[str], max_order: int = 
         raise ValueError(f"max_order must be a positive integer, got {max_order!r}")
     matches, totals = [0] * max_order, [0] * max_order
     c = r = 0
-    for prediction, reference in zip(predictions, references):
+    for prediction, reference in zip(predictions, references, strict=True):
         pred_words, ref_words = prediction.split(), reference.split()
         c, r = c + len(pred_words), r + len(ref_words)
         for n in range(1, max_order + 1):
             predicted, wanted = _ngrams(pred_words, n), _ngrams(ref_words, n)
             matches[n - 1] += sum(min(count, wanted[gram]) for gram, count in predicted.items())
             totals[n - 1] += sum(predicted.values())
-    precisions = [m / t if t else 0.0 for m, t in zip(matches, totals)]
+    precisions = [m / t if t else 0.0 for m, t in zip(matches, totals, strict=True)]
     brevity = 0.0 if c == 0 else 1.0 if c > r else math.exp(1 - r / c)
     if min(precisions) == 0.0:
         score = 0.0

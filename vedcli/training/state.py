@@ -75,7 +75,7 @@ class TrainingState:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "TrainingState":
+    def load(cls, folder: str | Path) -> TrainingState:
         path = Path(folder) / STATE_FILE
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)

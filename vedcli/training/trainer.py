@@ -43,25 +43,25 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from ..checkpoints.files import load_state_dict, read_json
+from ..checkpoints.hub import resolve_model
+from ..checkpoints.load import load_model, resolve_device
+from ..checkpoints.safety import check_not_inside, check_replaceable, marked_kind
+from ..checkpoints.save import atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
 from ..config import DecoderConfig
+from ..errors import InputError, ModelError, OptionError
+from ..generation.defaults import SpecialTokens
+from ..model import VisionEncoderDecoder
+from ..processing.image import load_image_processor
+from ..processing.tokenizer import load_tokenizer
 from .ctc import STATE_KEY as CTC_STATE
 from .ctc import WithCTC, ctc_loss, new_head, special_ids
 from .ctc import targets as ctc_targets
 from .data import IGNORE_INDEX, BadRow, Example, ImageTextDataset, collate, read_examples, split_examples
-from ..generation.defaults import SpecialTokens
 from .distributed import Distributed
-from ..errors import InputError, ModelError, OptionError
-from ..checkpoints.hub import resolve_model
-from ..processing.image import load_image_processor
+from .log import Reporter, truncate_metrics
 from .metrics import bleu, cer, wer
-from ..checkpoints.load import load_model, resolve_device
-from ..model import VisionEncoderDecoder
 from .optim import SCHEDULES, lr_factor, make_optimizer
 from .state import Best, TrainingState, capture_rng, restore_rng, seed_everything
-from ..checkpoints.safety import check_not_inside, check_replaceable, marked_kind
-from ..checkpoints.save import atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
-from ..processing.tokenizer import load_tokenizer
-from .log import Reporter, truncate_metrics
 
 ARGS_FILE = "train_args.json"
 METRICS = ("loss", "cer", "wer", "bleu")
@@ -283,7 +283,7 @@ class StopRequest:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -671,7 +671,7 @@ class Trainer:
                     loss_sum += token_loss(logits, labels).double()
                     tokens += (labels != IGNORE_INDEX).sum()
                     texts = self.tokenizer.batch_decode(sequences)
-                    predicted += [(int(i), text.strip()) for i, text in zip(batch["index"], texts)]
+                    predicted += [(int(i), text.strip()) for i, text in zip(batch["index"], texts, strict=True)]
             finally:
                 model.train()
         loss = float(group.sum(loss_sum)) / max(float(group.sum(tokens)), 1.0)

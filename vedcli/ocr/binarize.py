@@ -1,0 +1,198 @@
+"""Ink mask of a page: greyscale, light-on-dark regions turned round, uneven light divided out, then a Sauvola
+threshold.
+
+Everything is measured on a grid of cells `cell` pixels wide (about 1/64 of the page's longer side), so the cost
+stays a few passes over the pixels whatever the page holds:
+
+- per cell, the 10th / 50th / 90th grey percentiles. Text on paper has its median near the bright end (paper is
+  the majority, ink the minority); white text on a dark box has it near the dark end. Cells of the second kind, and
+  blank cells whose grey matches their dark background, mark the regions to invert (per region, not per page);
+- the background is the 90th percentile per cell, closed over 3 x 3 cells (a bold stroke wider than a cell does not
+  darken it) and spread smoothly over the pixels; dividing by it removes shading and vignetting; where it is too
+  dark to be paper (under 30% of the page's paper: the table round a photographed page) nothing is ink;
+- Sauvola's threshold `mean * (1 + k * (std / 128 - 1))` over a window of about one cell, with local statistics
+  taken at a reduced scale and spread back; pixels below 45% of the paper are ink whatever the window says (the
+  inside of strokes wider than the window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+def grey(image: Image.Image) -> np.ndarray:
+    """(H, W) float32 in 0..255; transparency is laid on white, 16-bit and float images are scaled to their range."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(image.convert("F"), dtype=np.float32)
+        lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
+        if hi > 255 or lo < 0:
+            arr = (arr - lo) * (255.0 / max(hi - lo, 1e-6))
+        return arr
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _resize(a: np.ndarray, size: tuple[int, int], resample=Image.BILINEAR) -> np.ndarray:
+    """Resize a float array to size=(width, height) with PIL (C speed)."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), "F").resize(size, resample))
+
+
+def cells_to_pixels(cells: np.ndarray, cell: int, shape: tuple[int, int]) -> np.ndarray:
+    """Spread a (ny, nx) cell map over the pixels, bilinear between cell centres."""
+    ny, nx = cells.shape
+    full = _resize(cells, (nx * cell, ny * cell))
+    return full[: shape[0], : shape[1]]
+
+
+def _shifted(a: np.ndarray, op) -> np.ndarray:
+    """3 x 3 max or min of a small array (edges replicated)."""
+    p = np.pad(a, 1, mode="edge")
+    out = p[1:-1, 1:-1].copy()
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            out = op(out, p[dy : dy + a.shape[0], dx : dx + a.shape[1]])
+    return out
+
+
+def cell_percentiles(g: np.ndarray, cell: int, q=(10, 50, 90)) -> np.ndarray:
+    """(len(q), ny, nx) grey percentiles per cell, from at most ~16 x 16 samples of each cell."""
+    step = max(1, cell // 16)
+    sub = g[::step, ::step]
+    c = cell // step
+    ny, nx = -(-g.shape[0] // cell), -(-g.shape[1] // cell)
+    sub = sub[: ny * c, : nx * c]
+    sub = np.pad(sub, ((0, ny * c - sub.shape[0]), (0, nx * c - sub.shape[1])), mode="edge")
+    blocks = sub.reshape(ny, c, nx, c).transpose(0, 2, 1, 3).reshape(ny, nx, c * c)
+    return np.percentile(blocks, q, axis=-1).astype(np.float32)
+
+
+def box_mean(a: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window, edges replicated (integral image, float64)."""
+    p = np.pad(a.astype(np.float64), ((radius + 1, radius), (radius + 1, radius)), mode="edge")
+    p[0, :] = 0
+    p[:, 0] = 0
+    s = p.cumsum(0).cumsum(1)
+    k = 2 * radius + 1
+    total = s[k:, k:] - s[:-k, k:] - s[k:, :-k] + s[:-k, :-k]
+    return (total / (k * k)).astype(np.float32)
+
+
+@dataclass
+class Ink:
+    """The ink mask and what was learnt on the way (kept for the debug drawing and the tests)."""
+
+    mask: np.ndarray  # (H, W) bool, True = ink
+    flat: np.ndarray  # (H, W) float32 0..255: polarity made dark-on-light, background divided out
+    inverted: np.ndarray  # (H, W) bool: pixels that were light-on-dark and got turned round
+    cell: int
+    paper: np.ndarray  # (H, W) bool: bright enough to be paper (False: the table round a photographed page)
+    regions: np.ndarray  # (H, W) int32: k > 0 on the pixels of the k-th turned-round region
+
+    def near_table(self) -> np.ndarray:
+        """Pixels within half a cell of what is not paper: ink there is the page's edge, not text."""
+        if self.paper.all():
+            return np.zeros(self.paper.shape, dtype=bool)
+        step = max(1, self.cell // 8)
+        off = (~self.paper[::step, ::step]).astype(np.float32)
+        near = box_mean(off, max(1, self.cell // (2 * step))) > 0
+        return _resize(near.astype(np.float32), (self.paper.shape[1], self.paper.shape[0]), Image.NEAREST) > 0
+
+
+def cell_size(shape: tuple[int, int]) -> int:
+    return int(np.clip(round(max(shape) / 64), 8, 96))
+
+
+def invert_regions(g: np.ndarray, cell: int, min_contrast: float = 24.0) -> np.ndarray:
+    """Light-on-dark regions: (H, W) int32, 0 outside, k > 0 on the pixels of the k-th region."""
+    none = np.zeros(g.shape, dtype=np.int32)
+    p10, p50, p90 = cell_percentiles(g, cell)
+    contrast = p90 - p10
+    skew = (2 * p50 - p10 - p90) / np.maximum(contrast, 1.0)  # +1: bright majority (paper), -1: dark majority
+    strong = contrast >= min_contrast
+    inv = strong & (skew < -0.3)
+    if inv.sum() < 2:
+        return none
+    norm = strong & (skew > 0.3)
+    dark = float(np.median(p10[inv]))
+    paper = float(np.median(p90[norm])) if norm.any() else 255.0
+    # blank (or undecided) cells follow the background they look like
+    undecided = ~(inv | norm)
+    inv = inv | (undecided & (np.abs(p50 - dark) < np.abs(p50 - paper)))
+    inv = _boxes_only(inv)
+    if not inv.any():
+        return none
+    region = _shifted(inv.astype(np.float32), np.maximum) > 0  # one cell more, for boxes that straddle cells
+    from .components import label
+
+    regions = label(region)
+    grid = np.zeros(region.shape, dtype=np.int32)
+    for k, r, s0, e0 in zip(regions.run_label, regions.run_rows, regions.run_starts, regions.run_ends):
+        grid[r, s0:e0] = k + 1
+    thresh = np.where(strong, (p10 + p90) / 2, (dark + paper) / 2).astype(np.float32)
+    radius = max(1, cell // 2)
+    step = max(1, radius // 4)
+    blurred = box_mean(g[::step, ::step], max(1, radius // step))
+    blurred = _resize(blurred, (g.shape[1], g.shape[0]))
+    pixels = np.repeat(np.repeat(grid, cell, axis=0), cell, axis=1)[: g.shape[0], : g.shape[1]]
+    return np.where(blurred < cells_to_pixels(thresh, cell, g.shape), pixels, 0).astype(np.int32)
+
+
+def _boxes_only(inv: np.ndarray, min_cells: int = 4) -> np.ndarray:
+    """Dark regions worth turning round: boxes of a few cells or more inside the image, or most of the image (a
+    dark screen). A dark region touching the border is the table round a photographed page, not text."""
+    from .components import label
+
+    comps = label(inv)
+    ny, nx = inv.shape
+    border = (comps.x0 == 0) | (comps.y0 == 0) | (comps.x1 == nx) | (comps.y1 == ny)
+    ok = (comps.area >= min_cells) & (~border | (comps.area > 0.5 * inv.size))
+    return comps.mask(inv.shape, ok)
+
+
+def background(p: np.ndarray, cell: int) -> np.ndarray:
+    """The paper's brightness under every pixel: the closed 90th percentile per cell, spread smoothly."""
+    p90 = cell_percentiles(p, cell, (90,))[0]
+    closed = _shifted(_shifted(p90, np.maximum), np.minimum)
+    return np.maximum(cells_to_pixels(closed, cell, p.shape), 1.0)
+
+
+def sauvola(flat: np.ndarray, window: int, k: float = 0.2, r: float = 128.0) -> np.ndarray:
+    """Sauvola's threshold; local mean and second moment at a reduced scale, spread back bilinearly."""
+    h, w = flat.shape
+    step = max(1, window // 10)
+    if step > 1:
+        size = (max(1, w // step), max(1, h // step))
+        m_small = _resize(flat, size, Image.BOX)
+        sq_small = _resize(flat * flat, size, Image.BOX)
+    else:
+        m_small, sq_small = flat, flat * flat
+    radius = max(1, window // (2 * step))
+    mean = box_mean(m_small, radius)
+    sq = box_mean(sq_small, radius)
+    if step > 1:
+        mean = _resize(mean, (w, h))
+        sq = _resize(sq, (w, h))
+    std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+    return (flat < mean * (1 + k * (std / r - 1))) | (flat < 0.45 * 255)
+
+
+def ink(image: Image.Image | np.ndarray) -> Ink:
+    g = image if isinstance(image, np.ndarray) else grey(image)
+    cell = cell_size(g.shape)
+    regions = invert_regions(g, cell)
+    inverted = regions > 0
+    p = np.where(inverted, 255.0 - g, g).astype(np.float32) if inverted.any() else g
+    bg = background(p, cell)
+    flat = np.minimum(p * (255.0 / bg), 255.0).astype(np.float32)
+    window = max(15, cell | 1)
+    mask = sauvola(flat, window)
+    # too dark to be paper (the table round a photographed page): dividing would only amplify its noise
+    paper = bg >= 0.3 * float(np.percentile(bg[::4, ::4], 95))
+    mask &= paper
+    return Ink(mask, flat, inverted, cell, paper, regions)

@@ -1,0 +1,269 @@
+"""From components to lines: the usual glyph height, which components are glyphs, rules and pictures, pieces of
+lines (glyphs joined across word gaps), and the small marks (dots, commas, accents) that join a finished line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .components import Components, _paint, label, runs
+
+
+def text_height(comps: Components) -> float:
+    """The usual glyph height (px; between x-height and cap height, about half an em); 0 without glyphs."""
+    h, w = comps.height, comps.width
+    ok = (h >= 3) & (comps.area >= 4) & (w <= 3 * h) & (h <= 12 * w)
+    if not ok.any():
+        return 0.0
+    h0 = float(np.median(h[ok]))
+    sel = ok & (h >= 0.5 * h0) & (h <= 2 * h0)
+    return float(np.median(h[sel])) if sel.any() else h0
+
+
+def picture_blobs(comps: Components, h: float) -> np.ndarray:
+    """Components that are pictures (large and dense) or lie inside one's box (the picture's other fragments)."""
+    hh, ww = comps.height, comps.width
+    fill = comps.area / np.maximum(hh * ww, 1)
+    pic = (hh > 4 * h) & (ww > 4 * h) & (fill > 0.35)
+    out = pic.copy()
+    for i in np.flatnonzero(pic):
+        out |= (comps.x0 >= comps.x0[i]) & (comps.x1 <= comps.x1[i]) & (comps.y0 >= comps.y0[i]) & (
+            comps.y1 <= comps.y1[i])
+    return out
+
+
+def skew_points(comps: Components, h: float, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, weight) for the skew estimate: tops and bottoms of glyph-sized components, weighted by width."""
+    hh, ww = comps.height, comps.width
+    sel = keep & (hh >= 0.5 * h) & (hh <= 3 * h) & (ww <= 4 * h)
+    xc = (comps.x0[sel] + comps.x1[sel]) / 2
+    wt = ww[sel].astype(np.float64)
+    return (np.concatenate([xc, xc]), np.concatenate([comps.y0[sel], comps.y1[sel]]).astype(np.float64),
+            np.concatenate([wt, wt]))
+
+
+def remove_rules(mask: np.ndarray, length: int) -> np.ndarray:
+    """The mask without horizontal or vertical runs of at least `length` pixels (rules, frames, table lines)."""
+    out = mask
+    for transpose in (False, True):
+        m = out.T if transpose else out
+        r, s, e = runs(m)
+        long = (e - s) >= length
+        if long.any():
+            hit = np.zeros(m.shape, dtype=bool)
+            _paint(hit, r[long], s[long], e[long])
+            m = m & ~hit
+            out = m.T if transpose else m
+    return np.ascontiguousarray(out)
+
+
+def classify(comps: Components, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """(core, small): glyph-sized components that make lines, and marks small enough to join one."""
+    hh, ww = comps.height, comps.width
+    fill = comps.area / np.maximum(hh * ww, 1)
+    rule = (hh <= 0.35 * h) & (ww >= 3 * h)
+    big = (hh > 8 * h) | ((hh > 4 * h) & (ww > 4 * h) & (fill > 0.45))
+    ok = ~rule & ~big
+    core = ok & (hh >= 0.35 * h)
+    small = ok & ~core & (comps.area >= 2)
+    return core, small
+
+
+def segments(x0, y0, x1, y1, shape: tuple[int, int], h: float, gap: float = 1.2, shrink: float = 0.2) -> np.ndarray:
+    """Piece id of every glyph: each glyph's box, its top and bottom fifth cut off (so lines whose ascenders and
+    descenders touch stay apart), stretched right by `gap` times its height; overlapping boxes are one piece."""
+    n = x0.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    d = max(1, int(h // 6))  # grid step: a glyph stays about 6 cells high
+    gh, gw = shape[0] // d + 2, shape[1] // d + 2
+    hc = np.minimum(y1 - y0, 3 * h)
+    r0 = np.floor((y0 + shrink * hc) / d).astype(np.int64)
+    r1 = np.maximum(np.ceil((y1 - shrink * hc) / d).astype(np.int64), r0 + 1)
+    c0 = np.floor(x0 / d).astype(np.int64)
+    c1 = np.maximum(np.ceil((x1 + gap * hc) / d).astype(np.int64), c0 + 1)
+    r1, c1 = np.minimum(r1, gh - 1), np.minimum(c1, gw - 1)
+    diff = np.zeros((gh + 1) * (gw + 1), dtype=np.int32)
+    stride = gw + 1
+    np.add.at(diff, r0 * stride + c0, 1)
+    np.add.at(diff, r0 * stride + c1, -1)
+    np.add.at(diff, r1 * stride + c0, -1)
+    np.add.at(diff, r1 * stride + c1, 1)
+    grid = diff.reshape(gh + 1, gw + 1).cumsum(0).cumsum(1)[:gh, :gw] > 0
+    pieces = label(grid)
+    # the piece holding each glyph's first cell: runs are sorted, so find the run containing (r0, c0)
+    key = pieces.run_rows * (gw + 1) + pieces.run_starts
+    at = np.searchsorted(key, r0 * (gw + 1) + c0, side="right") - 1
+    return pieces.run_label[at]
+
+
+def attach(cx: np.ndarray, cy: np.ndarray, boxes: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Line index for each small mark at (cx, cy) (-1: none): inside a line's box widened by its glyph height
+    sideways and 0.6 of it up and down, the line whose box is vertically nearest."""
+    if cx.size == 0 or boxes.size == 0:
+        return np.full(cx.size, -1, dtype=np.int64)
+    u0, v0, u1, v1 = (boxes[:, k][None, :] for k in range(4))
+    lh = heights[None, :]
+    x, y = cx[:, None], cy[:, None]
+    inside = (x >= u0 - lh) & (x <= u1 + lh) & (y >= v0 - 0.6 * lh) & (y <= v1 + 0.6 * lh)
+    dist = np.abs(y - np.clip(y, v0, v1)) + 1e-3 * np.abs(y - (v0 + v1) / 2)
+    dist = np.where(inside, dist, np.inf)
+    best = np.argmin(dist, axis=1)
+    return np.where(np.isfinite(dist[np.arange(cx.size), best]), best, -1)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What is left of the lines' slope after deskewing (perspective, curl): dv/du = a + b x + c y + d x y with
+    x, y the frame position relative to its centre in units of `scale` px. `shift(u, v)` integrates it along u:
+    how far below the centre's height a line through (u_ref, v) runs at u; subtracting it makes lines level."""
+
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    d: float = 0.0
+    u_ref: float = 0.0
+    v_ref: float = 0.0
+    scale: float = 1.0
+
+    def shift(self, u, v):
+        x = (np.asarray(u, float) - self.u_ref) / self.scale
+        y = (np.asarray(v, float) - self.v_ref) / self.scale
+        return self.scale * ((self.a + self.c * y) * x + (self.b + self.d * y) * x * x / 2)
+
+
+def piece_slope(xc: np.ndarray, bottom: np.ndarray, h: float) -> float | None:
+    """Slope of a row of glyphs from their bottoms (descenders and marks dropped as outliers); None if too few."""
+    if xc.size < 4 or np.ptp(xc) < 4 * h:
+        return None
+    keep = np.ones(xc.size, dtype=bool)
+    for _ in range(3):
+        if keep.sum() < 3:
+            return None
+        slope, icpt = np.polyfit(xc[keep], bottom[keep], 1)
+        res = bottom - (slope * xc + icpt)
+        new = np.abs(res - np.median(res[keep])) <= max(0.2 * h, 1.0)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    return float(slope)
+
+
+def fit_flow(xc: np.ndarray, yc: np.ndarray, slope: np.ndarray, weight: np.ndarray, shape: tuple[int, int]) -> Flow:
+    """The smooth slope field through the pieces' slopes (weighted least squares, outliers dropped, ridge)."""
+    v_ref, u_ref = shape[0] / 2, shape[1] / 2
+    scale = max(shape) / 2
+    if slope.size == 0:
+        return Flow(u_ref=u_ref, v_ref=v_ref, scale=scale)
+    if slope.size < 6:
+        return Flow(float(np.average(slope, weights=weight)), u_ref=u_ref, v_ref=v_ref, scale=scale)
+    x, y = (xc - u_ref) / scale, (yc - v_ref) / scale
+    design = np.stack([np.ones_like(x), x, y, x * y], axis=1)
+    keep = np.ones(slope.size, dtype=bool)
+    coef = np.zeros(4)
+    for _ in range(3):
+        w = weight * keep
+        a = design.T @ (design * w[:, None]) + np.diag([0, 1, 1, 1]) * 0.05 * w.sum()
+        coef = np.linalg.solve(a, design.T @ (w * slope))
+        res = slope - design @ coef
+        mad = float(np.median(np.abs(res[keep]))) + 1e-4
+        keep = np.abs(res) <= 4 * mad
+    return Flow(*map(float, coef), u_ref=u_ref, v_ref=v_ref, scale=scale)
+
+
+@dataclass
+class FrameLines:
+    """Lines found in the upright (working) frame, in reading order; top/bottom/baseline are levelled (the flow's
+    shift subtracted): the line runs at v = top + flow.shift(u, top) ... and so on."""
+
+    u0: np.ndarray
+    u1: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+    baseline: np.ndarray
+    height: np.ndarray  # usual glyph height of the line
+    area: list[int]
+    flow: Flow
+    pieces: np.ndarray | None = None  # (n, 4) u0, c0, u1, c1 of the pieces (levelled), for debugging
+
+
+def build_lines(comps: Components, h: float, shape: tuple[int, int]) -> FrameLines:
+    from .order import reading_order
+
+    core, small = classify(comps, h)
+    idx = np.flatnonzero(core)
+    empty = FrameLines(*(np.zeros(0) for _ in range(6)), [], Flow())
+    if idx.size == 0:
+        return empty
+    gx0, gy0, gx1, gy1 = (a[idx].astype(np.float64) for a in (comps.x0, comps.y0, comps.x1, comps.y1))
+    gxc = (gx0 + gx1) / 2
+    piece = segments(gx0, gy0, gx1, gy1, shape, h)
+    order = np.argsort(piece, kind="stable")
+    bounds = np.searchsorted(piece[order], np.arange(int(piece.max()) + 2))
+    members = [order[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
+    # the flow, from the slopes of long pieces; then every glyph levelled
+    fits = [(m, piece_slope(gxc[m], gy1[m], h)) for m in members]
+    fits = [(m, s) for m, s in fits if s is not None]
+    flow = fit_flow(np.array([gxc[m].mean() for m, _ in fits]), np.array([gy1[m].mean() for m, _ in fits]),
+                    np.array([s for _, s in fits]), np.array([np.ptp(gxc[m]) for m, _ in fits]), shape)
+    drift = flow.shift(gxc, (gy0 + gy1) / 2)
+    fy0, fy1 = gy0 - drift, gy1 - drift
+    p_x0 = np.array([gx0[m].min() for m in members])
+    p_x1 = np.array([gx1[m].max() for m in members])
+    p_c0 = np.array([np.median(fy0[m]) for m in members])
+    p_c1 = np.array([np.median(fy1[m]) for m in members])
+    thin = p_c1 - p_c0 < 0.5 * h  # a piece of one short mark: a core of its own size
+    p_c0, p_c1 = np.where(thin, p_c0 - 0.25 * h, p_c0), np.where(thin, p_c1 + 0.25 * h, p_c1)
+    areas = reading_order(p_x0, p_x1, p_c0, p_c1, h)
+    glyphs, area = [], []
+    for a, bands in enumerate(areas):
+        for band in bands:
+            m = np.concatenate([members[p] for p in band])
+            height = float(np.median(fy1[m] - fy0[m]))
+            if m.size >= 2 or height >= 0.6 * h:  # a lone speck is not a line
+                glyphs.append(m)
+                area.append(a)
+    if not glyphs:
+        return empty
+    boxes = np.array([[gx0[m].min(), fy0[m].min(), gx1[m].max(), fy1[m].max()] for m in glyphs])
+    heights = np.array([np.median(fy1[m] - fy0[m]) for m in glyphs])
+    baselines = np.array([np.median(fy1[m]) for m in glyphs])
+    # small marks (dots, commas, accents) join the nearest line
+    sidx = np.flatnonzero(small)
+    scx = (comps.x0[sidx] + comps.x1[sidx]) / 2.0
+    scy = (comps.y0[sidx] + comps.y1[sidx]) / 2.0
+    sd = flow.shift(scx, scy)
+    to = attach(scx, scy - sd, boxes, heights)
+    hit = to >= 0
+    if hit.any():
+        np.minimum.at(boxes[:, 0], to[hit], comps.x0[sidx][hit])
+        np.minimum.at(boxes[:, 1], to[hit], comps.y0[sidx][hit] - sd[hit])
+        np.maximum.at(boxes[:, 2], to[hit], comps.x1[sidx][hit])
+        np.maximum.at(boxes[:, 3], to[hit], comps.y1[sidx][hit] - sd[hit])
+    return FrameLines(boxes[:, 0], boxes[:, 2], boxes[:, 1], boxes[:, 3], baselines, heights, area, flow,
+                      np.stack([p_x0, p_c0, p_x1, p_c1], axis=1))
+
+
+def picture_regions(comps: Components, h: float, regions: np.ndarray, step: int) -> np.ndarray:
+    """Components inside (or within half a glyph of) a turned-round region that holds no text: a dark picture.
+    A region is text when most of its ink is in glyph-sized components."""
+    n_regions = int(regions.max())
+    if n_regions == 0 or comps.n == 0:
+        return np.zeros(comps.n, dtype=bool)
+    small = regions[::step, ::step]
+    for _ in range(max(1, int(np.ceil(0.5 * h / step)))):  # grow each region a little (max filter)
+        p = np.pad(small, 1)
+        small = np.maximum.reduce([p[1 + dy: p.shape[0] - 1 + dy, 1 + dx: p.shape[1] - 1 + dx]
+                                   for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    cy = np.minimum((comps.y0 + comps.y1) // 2 // step, small.shape[0] - 1)
+    cx = np.minimum((comps.x0 + comps.x1) // 2 // step, small.shape[1] - 1)
+    where = small[cy, cx]
+    hh, ww = comps.height, comps.width
+    glyph = (hh >= 0.4 * h) & (hh <= 3 * h) & (ww <= 6 * h)
+    total = np.bincount(where, weights=comps.area, minlength=n_regions + 1)
+    text = np.bincount(where, weights=comps.area * glyph, minlength=n_regions + 1)
+    picture = text < 0.5 * total
+    picture[0] = False
+    return picture[where]

@@ -23,7 +23,7 @@ import transformers as T
 from vedcli.checkpoints.load import load_model, resolve_dtype
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from checkpoints import reference  # noqa: E402  (transformers, with its TrOCR loading bug worked around)
+from support.checkpoints import reference  # noqa: E402  (transformers, with its TrOCR loading bug worked around)
 
 SHAPES = {
     # nlpconnect/vit-gpt2-image-captioning: ViT-base/16 at 224 + GPT-2 small

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from checkpoints import write_checkpoint  # noqa: E402
+from support.checkpoints import write_checkpoint
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

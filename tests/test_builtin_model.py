@@ -23,7 +23,7 @@ import tomllib
 from PIL import Image
 from typer.testing import CliRunner
 
-from checkpoints import write_checkpoint
+from support.checkpoints import write_checkpoint
 from vedcli.checkpoints import builtin, hub
 from vedcli.cli import OCR_MODEL, app
 from vedcli.commands.convert import convert

@@ -75,7 +75,7 @@ def reference(checkpoint):
     """reference(path, **generate_kwargs) -> list of (text, sequence score or None), as transformers gives them."""
     import transformers as T
 
-    from checkpoints import reference as load_reference
+    from support.checkpoints import reference as load_reference
 
     model = load_reference(checkpoint)
     processor = T.AutoImageProcessor.from_pretrained(checkpoint)
@@ -233,9 +233,9 @@ def test_broken_checkpoint_exits_2_with_one_line(images, tmp_path: Path) -> None
 def test_unreachable_hub_is_one_line(images, tmp_path: Path, monkeypatch) -> None:
     from huggingface_hub import constants
 
-    from test_hub import _closed_port, _point_hub_at
+    from support.hub import closed_port, point_hub_at
 
-    _point_hub_at(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
+    point_hub_at(monkeypatch, f"http://127.0.0.1:{closed_port()}")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     result = invoke("caption", str(images / "a.JPG"), "--model", "org/not-cached")
     assert (result.exit_code, result.stdout) == (2, "")

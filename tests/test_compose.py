@@ -15,8 +15,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from checkpoints import DECODERS, IMAGE_SIZE, decoder_config, encoder_config, randomize
-from tiny_tokenizers import WRITERS
+from support.checkpoints import DECODERS, IMAGE_SIZE, decoder_config, encoder_config, randomize
+from support.tiny_tokenizers import WRITERS
 from vedcli.checkpoints import presets
 from vedcli.checkpoints.load import load_model
 from vedcli.cli import app
@@ -537,7 +537,7 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
     out = tmp_path / "m"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    for force in ([], ["--force"]):  # a folder ved did not write is never replaced (tests/test_data_safety.py)
+    for force in ([], ["--force"]):  # a folder ved did not write is never replaced (tests/test_no_overwrite.py)
         assert_one_line_error(
             ved("compose", "vit", "gpt2", "-o", out, *shrink_flags("vit", "gpt2"), *force),
             "holds keep.txt, which ved did not write; ved will not replace it",

@@ -11,8 +11,8 @@ import transformers as T
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from checkpoints import fill_sinusoidal_table, reference, write_checkpoint
-from test_legacy import as_v4
+from support.checkpoints import fill_sinusoidal_table, reference, write_checkpoint
+from support.legacy import as_v4
 from vedcli.checkpoints import save as save_module
 from vedcli.checkpoints.load import load_model
 from vedcli.cli import app
@@ -120,7 +120,7 @@ def test_refuses_to_overwrite_without_force(tiny, tmp_path):
     dst = tmp_path / "dst"
     dst.mkdir()
     (dst / "keep.txt").write_text("mine")
-    for force in ([], ["--force"]):  # a folder ved did not write is never replaced (tests/test_data_safety.py)
+    for force in ([], ["--force"]):  # a folder ved did not write is never replaced (tests/test_no_overwrite.py)
         result = runner.invoke(app, ["convert", str(tiny("vit", "gpt2")), "-o", str(dst), *force])
         assert result.exit_code == 2
         assert result.output.strip() == (

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tiny_tokenizers import write_gpt2_bpe, write_roberta_bpe, write_sentencepiece, write_wordpiece
+from support.tiny_tokenizers import write_gpt2_bpe, write_roberta_bpe, write_sentencepiece, write_wordpiece
 from vedcli.errors import InputError, ModelError, OptionError
 from vedcli.processing.image import ImageProcessor, ImageProcessorConfig, open_image
 from vedcli.processing.tokenizer import load_tokenizer

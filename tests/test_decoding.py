@@ -15,7 +15,7 @@ import torch
 import transformers as T
 from transformers.generation import logits_process as hf_lp
 
-from hf_stepper import HFStepper
+from support.hf_stepper import HFStepper
 from vedcli.errors import ModelError, OptionError
 from vedcli.generation import decoding as D
 from vedcli.generation import processors as P

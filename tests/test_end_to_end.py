@@ -13,7 +13,7 @@ import transformers as T
 from PIL import Image
 from typer.testing import CliRunner
 
-from checkpoints import reference, write_checkpoint
+from support.checkpoints import reference, write_checkpoint
 from vedcli.cli import app
 
 PHOTOS = Path(skimage.data.__file__).parent

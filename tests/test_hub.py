@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from huggingface_hub import constants
 
+from support.hub import closed_port, point_hub_at
 from vedcli.checkpoints.hub import needed_files, resolve_model
 from vedcli.errors import ModelError, OptionError
 
@@ -139,19 +139,6 @@ class FakeHub(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-def _point_hub_at(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
-    # huggingface_hub reads HF_ENDPOINT once, at import; these are the two module constants built from it.
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch):
     """A fake hub on a loopback port, stopped when the test ends."""
@@ -160,7 +147,7 @@ def hub(monkeypatch: pytest.MonkeyPatch):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     FakeHub.downloads = []
-    _point_hub_at(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}")
+    point_hub_at(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     yield FakeHub
     server.shutdown()
@@ -315,7 +302,7 @@ def test_offline_incomplete_snapshot(hub, tmp_path: Path, monkeypatch) -> None:
 
 def test_unreachable_hub_falls_back_to_the_cache(hub, tmp_path: Path, monkeypatch) -> None:
     online = resolve_model("org/both", cache_dir=tmp_path)
-    _point_hub_at(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
+    point_hub_at(monkeypatch, f"http://127.0.0.1:{closed_port()}")
     start = time.monotonic()
     assert resolve_model("org/both", cache_dir=tmp_path) == online
     with pytest.raises(ModelError) as info:
@@ -371,7 +358,7 @@ def test_environment_variables_in_a_fresh_process(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
     env.pop("HF_HUB_OFFLINE", None)
     for name, extra, why in [
-        ("unreachable", {"HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}, "the hub cannot be reached"),
+        ("unreachable", {"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}, "the hub cannot be reached"),
         ("offline", {"HF_HUB_OFFLINE": "1"}, "offline mode is on (HF_HUB_OFFLINE)"),
     ]:
         done = subprocess.run(

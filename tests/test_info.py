@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from checkpoints import reference
+from support.checkpoints import reference
 from vedcli.cli import app
 from vedcli.commands.info import describe
 

@@ -217,7 +217,7 @@ FAMILY_CASES = [
 def test_every_family_checks_its_fields(tmp_path, capsys, encoder, decoder, field, value, says):
     import transformers as T
 
-    from checkpoints import decoder_config, encoder_config
+    from support.checkpoints import decoder_config, encoder_config
 
     enc = encoder_config(encoder)
     width = enc.hidden_size if encoder not in ("swin", "donut-swin") else None

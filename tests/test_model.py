@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from checkpoints import reference
 from conftest import PAIRS
+from support.checkpoints import reference
 from vedcli.checkpoints.load import load_model
 from vedcli.errors import ModelError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_tokenizers import (
+from support.tiny_tokenizers import (
     TEXT,
     WRITERS,
     train_sentencepiece,

@@ -2,7 +2,7 @@
 the learning-rate schedule against transformers', mixed precision, a frozen encoder, and the run folder's files.
 
 Models are tiny random checkpoints written by transformers (tests/checkpoints.py); data are coloured squares with
-short captions written into tmp_path. Two-process training is in test_ddp.py.
+short captions written into tmp_path. Two-process training is in test_train_ddp.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,18 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from checkpoints import reference
+from support.checkpoints import reference
+from support.training import (
+    NO_DROPOUT,
+    TEXTS,
+    events,
+    invoke,
+    reference_labels,
+    run_quietly,
+    same_weights,
+    train_options,
+    write_data,
+)
 from vedcli.checkpoints.load import load_model
 from vedcli.cli import app
 from vedcli.errors import OptionError
@@ -37,49 +48,9 @@ from vedcli.training.trainer import TrainOptions, batch_loss, resumed_options, t
 
 ROOT = Path(__file__).resolve().parents[1]
 # Short captions of four words or more (so BLEU-4 has 4-grams), made of words the tiny tokenizers know.
-TEXTS = ["a dog in the park", "the cat on a table", "people walk on the beach", "a plate of food", "two dogs play"]
-COLOURS = [(220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 30), (200, 40, 200)]
-NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
-
-
-def write_data(folder: Path, count: int = 4) -> Path:
-    """`count` coloured squares (each with a white corner, so they differ in shape too) and metadata.jsonl."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(count):
-        image = Image.new("RGB", (40, 36), COLOURS[i])
-        image.paste((255, 255, 255), (0, 0, 8 + 6 * i, 8))
-        image.save(folder / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": TEXTS[i]}))
-    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, ["train", *[str(a) for a in args]])
-
-
-def events(run: Path, kind: str) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [row for row in rows if row["event"] == kind]
-
-
-def run_quietly(options: TrainOptions, **kwargs):
-    return train(options, err=io.StringIO(), progress_bar=False, **kwargs)
 
 
 # --- the loss ----------------------------------------------------------------------------------------------------
-
-
-def reference_labels(folder: Path, texts: list[str], eos: int) -> torch.Tensor:
-    """The reference recipe's labels: tokenizer(text).input_ids (+ eos where the tokenizer adds none), -100 padded."""
-    tok = T.AutoTokenizer.from_pretrained(folder)
-    rows = []
-    for text in texts:
-        ids = tok(text).input_ids
-        rows.append(ids if ids[-1] == eos else ids + [eos])
-    width = max(map(len, rows))
-    return torch.tensor([row + [-100] * (width - len(row)) for row in rows])
 
 
 @pytest.mark.parametrize("decoder", ["gpt2", "trocr", "bert"])
@@ -241,43 +212,16 @@ def test_saved_folders_are_complete_and_differ(overfit):
 # --- resuming ---------------------------------------------------------------------------------------------------
 
 
-def _common(model, data, run, **extra) -> TrainOptions:
-    # 5 examples in batches of 2, two batches an update: epochs end mid-update and on a short batch; dropout is on
-    return TrainOptions(
-        model=str(model),
-        data=str(data),
-        output=str(run),
-        batch_size=2,
-        grad_accum=2,
-        lr=1e-3,
-        warmup_steps=2,
-        weight_decay=0.1,
-        log_every=1,
-        seed=7,
-        **extra,
-    )
-
-
-def _same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_file(a / "last" / "model.safetensors"), load_file(b / "last" / "model.safetensors")
-    assert wa.keys() == wb.keys()
-    assert all(torch.equal(wa[k], wb[k]) for k in wa), "weights differ"
-    sa, sb = TrainingState.load(a / "last"), TrainingState.load(b / "last")
-    assert sa.position == sb.position
-    for (ka, va), (kb, vb) in zip(sa.optimizer["state"].items(), sb.optimizer["state"].items(), strict=True):
-        assert ka == kb and all(torch.equal(va[n], vb[n]) for n in va)
-
-
 def test_resume_after_max_steps_is_bit_identical(tiny, tmp_path):
     model = tiny("vit", "gpt2")  # dropout 0.1: the random state must be restored too
     data = write_data(tmp_path / "data", 5)
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_quietly(_common(model, data, straight, max_steps=6, schedule="constant"))
-    first = run_quietly(_common(model, data, split, max_steps=3, schedule="constant"))
+    run_quietly(train_options(model, data, straight, max_steps=6, schedule="constant"))
+    first = run_quietly(train_options(model, data, split, max_steps=3, schedule="constant"))
     assert first.step == 3 and TrainingState.load(split / "last").position.epoch == 1  # stopped mid-epoch
     result = invoke("--output", split, "--resume", "--max-steps", 6)
     assert result.exit_code == 0, result.output
-    _same_weights(straight, split)
+    same_weights(straight, split)
     assert [e["loss"] for e in events(split, "train")] == [e["loss"] for e in events(straight, "train")]
     assert json.loads((split / "train_args.json").read_text())["options"]["max_steps"] == 6
 
@@ -287,7 +231,7 @@ def linear_run(tiny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("linear")
     data = write_data(tmp / "data", 5)
     model = tiny("vit", "gpt2")
-    run_quietly(_common(model, data, tmp / "straight", max_steps=7))
+    run_quietly(train_options(model, data, tmp / "straight", max_steps=7))
     return model, data, tmp / "straight"
 
 
@@ -302,14 +246,14 @@ def test_interrupted_run_resumes_to_the_same_weights(linear_run, tmp_path, worke
         if step == 3:
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = run_quietly(_common(model, data, run, max_steps=7, workers=workers), on_step=interrupt)
+    first = run_quietly(train_options(model, data, run, max_steps=7, workers=workers), on_step=interrupt)
     assert first.interrupted and first.step == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
     state = TrainingState.load(run / "last")
     assert (state.position.step, state.position.epoch, state.position.batches) == (3, 1, 2)
     resumed = run_quietly(resumed_options(run, {"workers": workers}))
     assert not resumed.interrupted and resumed.step == 7
-    _same_weights(straight, run)
+    same_weights(straight, run)
 
 
 def test_resume_refuses_changes_that_make_another_run(tiny, tmp_path):
@@ -442,7 +386,7 @@ def test_existing_run_needs_resume_or_force(tiny, tmp_path):
     result = invoke(*args)
     assert result.exit_code == 2
     assert f"run folder already exists: --resume continues it, --force starts it over ({run})" in result.stderr
-    assert invoke(*args, "--force").exit_code == 0  # (a folder ved did not write is refused: test_data_safety.py)
+    assert invoke(*args, "--force").exit_code == 0  # (a folder ved did not write is refused: test_no_overwrite.py)
     assert (run / "metrics.jsonl").read_text() and (run / "last").is_dir()
 
 

@@ -21,16 +21,17 @@ import transformers as T
 from PIL import Image
 from safetensors.torch import load_file
 
-from checkpoints import reference
-from test_train import (
+from support.checkpoints import reference
+from support.training import (
     NO_DROPOUT,
     TEXTS,
-    _common,
-    _same_weights,
+    close,
     events,
     invoke,
     reference_labels,
     run_quietly,
+    same_weights,
+    train_options,
     write_data,
 )
 from vedcli.checkpoints.load import load_model
@@ -180,11 +181,11 @@ def test_resume_with_ctc_is_bit_identical(tiny, tmp_path):
     model = tiny("vit", "gpt2")  # dropout on: the random state must be restored too
     data = write_data(tmp_path / "data", 5)
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_quietly(_common(model, data, straight, max_steps=4, schedule="constant", ctc_weight=0.3))
-    run_quietly(_common(model, data, split, max_steps=2, schedule="constant", ctc_weight=0.3))
+    run_quietly(train_options(model, data, straight, max_steps=4, schedule="constant", ctc_weight=0.3))
+    run_quietly(train_options(model, data, split, max_steps=2, schedule="constant", ctc_weight=0.3))
     result = invoke("--output", split, "--resume", "--max-steps", 4)
     assert result.exit_code == 0, result.output
-    _same_weights(straight, split)  # the model and the optimizer's moments (the head's among them)
+    same_weights(straight, split)  # the model and the optimizer's moments (the head's among them)
     heads = [TrainingState.load(run / "last").heads["ctc"] for run in (straight, split)]
     assert heads[0].keys() == heads[1].keys() and all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
     assert [e["ctc_loss"] for e in events(split, "train")] == [e["ctc_loss"] for e in events(straight, "train")]
@@ -269,7 +270,7 @@ def test_two_processes_match_one_with_ctc(tiny, tmp_path):
     two, single = events(tmp_path / "two", "train"), events(tmp_path / "one", "train")
     assert len(two) == len(single) == 3
     for a, b in zip(two, single, strict=True):
-        assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["ctc_loss"] - b["ctc_loss"]) < 1e-5
+        assert close(a["loss"], b["loss"]) and close(a["ctc_loss"], b["ctc_loss"]), (a, b)
     assert single[0]["ctc_loss"] != single[-1]["ctc_loss"]
     heads = [TrainingState.load(tmp_path / run / "last").heads["ctc"] for run in ("two", "one")]
     for name in heads[0]:  # the head's gradients were summed over both processes

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import transformers as T
 
-from tiny_tokenizers import WRITERS
+from support.tiny_tokenizers import WRITERS
 
 IMAGE_SIZE = 32  # pixels; patch 8 -> 16 patches
 

@@ -1,6 +1,6 @@
 """Decoder families beyond the core (BART, mBART, ELECTRA, XLM-R, CamemBERT, BERT-generation) against the reference.
 
-tests/test_model.py and tests/test_generate.py already compare logits, loss, greedy and beam search for each pairing
+test_model.py and test_generate_parity.py already compare logits, loss, greedy and beam search for each pairing
 in conftest.EXTRA_PAIRS; here are the family-specific details: the saved weight names, cached decoding, config
 variants (ELECTRA with and without its embedding projection, BART's embedding scale, untied heads) and mBART with a
 forced first token, as Donut and multilingual checkpoints configure it.
@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from checkpoints import reference
 from conftest import EXTRA_PAIRS
+from support.checkpoints import reference
 from vedcli.checkpoints.load import load_model
 from vedcli.decoders import decoder_config
 from vedcli.errors import ModelError

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoints import write_bin
+from support.checkpoints import write_bin
 from vedcli.checkpoints.files import load_state_dict, read_json
 from vedcli.errors import ModelError
 

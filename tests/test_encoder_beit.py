@@ -12,8 +12,8 @@ import transformers as T
 from safetensors.torch import load_file, save_file
 from transformers.models.beit.modeling_beit import BeitRelativePositionBias
 
-from checkpoints import encoder_config as reference_encoder_config
-from checkpoints import randomize, reference
+from support.checkpoints import encoder_config as reference_encoder_config
+from support.checkpoints import randomize, reference
 from vedcli.checkpoints.load import load_model
 from vedcli.checkpoints.weights import to_hf, to_ved
 from vedcli.encoders import build_encoder, encoder_config, encoder_weights

@@ -11,8 +11,8 @@ import shutil
 import pytest
 import torch
 
-from checkpoints import natural_eos, reference
 from conftest import PAIRS
+from support.checkpoints import natural_eos, reference
 from vedcli.checkpoints.load import load_model
 from vedcli.generation.decoding import DecodingOptions, generate
 

@@ -3,7 +3,7 @@
 Every variant is saved by transformers and loaded through ved's weight table; its image sizes are chosen so that
 patch padding, window padding, shifted windows, an unshifted one-window stage, odd-sized patch merging, non-square
 images, absolute positions and qkv without bias all occur (`test_variants_cover_every_geometry` checks that they do).
-The pairings with decoders (swin + bart, donut-swin + mbart) run in test_model.py / test_generate.py.
+The pairings with decoders (swin + bart, donut-swin + mbart) run in test_model.py / test_generate_parity.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import transformers as T
 from safetensors.torch import load_file
 
-from checkpoints import randomize, reference
+from support.checkpoints import randomize, reference
 from vedcli.checkpoints.load import load_model
 from vedcli.checkpoints.weights import to_hf, to_ved
 from vedcli.encoders import build_encoder, encoder_config, encoder_weights, swin

@@ -19,22 +19,11 @@ from pathlib import Path
 
 import torch
 
-from test_train import NO_DROPOUT, events, write_data
+from support.training import NO_DROPOUT, close, events, write_data
 from vedcli.checkpoints.load import load_model
 from vedcli.training.trainer import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
-# Two processes sum the same numbers in another order (per-process partial sums, then all-reduce), so results agree
-# to float32 rounding of the values' own scale, not to a fixed number of decimals: how many units in the last place
-# depends on the CPU's kernels (AVX-512 vs AVX2 sum in other blocks). 256 float32 ulps of the value's size is far
-# below any real difference (a loss scaled by the process count, a missing example) and above what reduction order
-# and Adam's amplification of near-zero gradients over four steps give on either kind of CPU.
-ULPS = 256
-
-
-def close(a: float, b: float) -> bool:
-    """Whether `a` and `b` agree to ULPS float32 units in the last place of their size (at least 1)."""
-    return abs(a - b) <= ULPS * torch.finfo(torch.float32).eps * max(abs(a), abs(b), 1.0)
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):

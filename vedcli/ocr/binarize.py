@@ -108,10 +108,11 @@ def cell_size(shape: tuple[int, int]) -> int:
     return int(np.clip(round(max(shape) / 64), 8, 96))
 
 
-def invert_regions(g: np.ndarray, cell: int, min_contrast: float = 24.0) -> np.ndarray:
+def invert_regions(
+    g: np.ndarray, cell: int, p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, min_contrast: float = 24.0
+) -> np.ndarray:
     """Light-on-dark regions: (H, W) int32, 0 outside, k > 0 on the pixels of the k-th region."""
     none = np.zeros(g.shape, dtype=np.int32)
-    p10, p50, p90 = cell_percentiles(g, cell)
     contrast = p90 - p10
     skew = (2 * p50 - p10 - p90) / np.maximum(contrast, 1.0)  # +1: bright majority (paper), -1: dark majority
     strong = contrast >= min_contrast
@@ -128,19 +129,26 @@ def invert_regions(g: np.ndarray, cell: int, min_contrast: float = 24.0) -> np.n
     if not inv.any():
         return none
     region = _shifted(inv.astype(np.float32), np.maximum) > 0  # one cell more, for boxes that straddle cells
+    thresh = np.where(strong, (p10 + p90) / 2, (dark + paper) / 2).astype(np.float32)
+    # the dark pixels of those cells (box-blurred over half a cell, so white strokes count as their box), at a
+    # reduced scale, each connected region numbered
+    step = max(1, cell // 8)
+    small = g[::step, ::step]
+    blurred = box_mean(small, max(1, cell // (2 * step)))
+    sub_cell = cell / step
+    ny, nx = region.shape
+    rows = np.minimum((np.arange(small.shape[0]) / sub_cell).astype(int), ny - 1)
+    cols = np.minimum((np.arange(small.shape[1]) / sub_cell).astype(int), nx - 1)
+    in_region = region[rows][:, cols]
+    t_small = _resize(thresh, (nx * cell, ny * cell))[::step, ::step][: small.shape[0], : small.shape[1]]
+    dark_px = in_region & (blurred < t_small)
     from .components import label
 
-    regions = label(region)
-    grid = np.zeros(region.shape, dtype=np.int32)
-    for k, r, s0, e0 in zip(regions.run_label, regions.run_rows, regions.run_starts, regions.run_ends):
-        grid[r, s0:e0] = k + 1
-    thresh = np.where(strong, (p10 + p90) / 2, (dark + paper) / 2).astype(np.float32)
-    radius = max(1, cell // 2)
-    step = max(1, radius // 4)
-    blurred = box_mean(g[::step, ::step], max(1, radius // step))
-    blurred = _resize(blurred, (g.shape[1], g.shape[0]))
-    pixels = np.repeat(np.repeat(grid, cell, axis=0), cell, axis=1)[: g.shape[0], : g.shape[1]]
-    return np.where(blurred < cells_to_pixels(thresh, cell, g.shape), pixels, 0).astype(np.int32)
+    parts = label(dark_px)
+    ids = np.zeros(dark_px.shape, dtype=np.int32)
+    for k, r, s0, e0 in zip(parts.run_label, parts.run_rows, parts.run_starts, parts.run_ends):
+        ids[r, s0:e0] = k + 1
+    return np.repeat(np.repeat(ids, step, axis=0), step, axis=1)[: g.shape[0], : g.shape[1]]
 
 
 def _boxes_only(inv: np.ndarray, min_cells: int = 4) -> np.ndarray:
@@ -185,9 +193,17 @@ def sauvola(flat: np.ndarray, window: int, k: float = 0.2, r: float = 128.0) -> 
 def ink(image: Image.Image | np.ndarray) -> Ink:
     g = image if isinstance(image, np.ndarray) else grey(image)
     cell = cell_size(g.shape)
-    regions = invert_regions(g, cell)
+    p10, p50, p90 = cell_percentiles(g, cell)
+    regions = invert_regions(g, cell, p10, p50, p90)
     inverted = regions > 0
-    p = np.where(inverted, 255.0 - g, g).astype(np.float32) if inverted.any() else g
+    p = g
+    if inverted.any():
+        # light text on a dark ground: stretched between the cell's dark and light ends, turned round, so faint
+        # text in a dim box keeps its contrast (255 - g would leave it grey on white)
+        lo = cells_to_pixels(p10, cell, g.shape)
+        span = np.maximum(cells_to_pixels(p90, cell, g.shape) - lo, 24.0)
+        turned = 255.0 * np.clip(1.0 - (g - lo) / span, 0.0, 1.0)
+        p = np.where(inverted, turned, g).astype(np.float32)
     bg = background(p, cell)
     flat = np.minimum(p * (255.0 / bg), 255.0).astype(np.float32)
     window = max(15, cell | 1)

@@ -99,15 +99,42 @@ def segments(x0, y0, x1, y1, shape: tuple[int, int], h: float, gap: float = 1.2,
     return pieces.run_label[at]
 
 
-def attach(cx: np.ndarray, cy: np.ndarray, boxes: np.ndarray, heights: np.ndarray) -> np.ndarray:
-    """Line index for each small mark at (cx, cy) (-1: none): inside a line's box widened by its glyph height
-    sideways and 0.6 of it up and down, the line whose box is vertically nearest."""
+def bridges(x0, y0, x1, y1, shape: tuple[int, int], h: float) -> np.ndarray:
+    """Tall components that join lines (descenders touching the ascenders below, ink run between lines): those
+    whose height holds the cores of two or more pieces made of the ordinary glyphs."""
+    tall = (y1 - y0) > 1.6 * h
+    out = np.zeros(x0.size, dtype=bool)
+    if not tall.any() or tall.all():
+        return out
+    norm = ~tall
+    piece = segments(x0[norm], y0[norm], x1[norm], y1[norm], shape, h)
+    n = int(piece.max()) + 1
+    px0 = np.full(n, np.inf)
+    px1 = np.full(n, -np.inf)
+    np.minimum.at(px0, piece, x0[norm])
+    np.maximum.at(px1, piece, x1[norm])
+    mid = np.zeros(n)
+    for p in range(n):  # the core's middle: median of its glyphs' middles
+        sel = piece == p
+        mid[p] = np.median((y0[norm][sel] + y1[norm][sel]) / 2)
+    for i in np.flatnonzero(tall):
+        near = (px0 < x1[i] + h) & (px1 > x0[i] - h) & (mid > y0[i]) & (mid < y1[i])
+        if near.any():
+            levels = np.sort(mid[near])
+            out[i] = bool(levels[-1] - levels[0] > 1.2 * h)  # two distinct lines inside it
+    return out
+
+
+def attach(cx: np.ndarray, cy: np.ndarray, mh: np.ndarray, boxes: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Line index for each mark at (cx, cy), mh high (-1: none): inside a line's box widened by its glyph height
+    sideways and 0.6 of it up and down, not much taller than its glyphs, the line whose box is vertically nearest."""
     if cx.size == 0 or boxes.size == 0:
         return np.full(cx.size, -1, dtype=np.int64)
     u0, v0, u1, v1 = (boxes[:, k][None, :] for k in range(4))
     lh = heights[None, :]
     x, y = cx[:, None], cy[:, None]
-    inside = (x >= u0 - lh) & (x <= u1 + lh) & (y >= v0 - 0.6 * lh) & (y <= v1 + 0.6 * lh)
+    inside = (x >= u0 - lh) & (x <= u1 + lh) & (y >= v0 - 0.6 * lh) & (y <= v1 + 0.6 * lh) & (
+        mh[:, None] <= 1.8 * lh)
     dist = np.abs(y - np.clip(y, v0, v1)) + 1e-3 * np.abs(y - (v0 + v1) / 2)
     dist = np.where(inside, dist, np.inf)
     best = np.argmin(dist, axis=1)
@@ -198,9 +225,23 @@ def build_lines(comps: Components, h: float, shape: tuple[int, int]) -> FrameLin
     if idx.size == 0:
         return empty
     gx0, gy0, gx1, gy1 = (a[idx].astype(np.float64) for a in (comps.x0, comps.y0, comps.x1, comps.y1))
+    bridge = bridges(gx0, gy0, gx1, gy1, shape, h)
+    if bridge.any():
+        idx = idx[~bridge]
+        if idx.size == 0:
+            return empty
+        gx0, gy0, gx1, gy1 = gx0[~bridge], gy0[~bridge], gx1[~bridge], gy1[~bridge]
     gxc = (gx0 + gx1) / 2
-    piece = segments(gx0, gy0, gx1, gy1, shape, h)
+    gh = gy1 - gy0
+    # thin upright strokes ('l', '|', or the sliver along a box's edge) would join lines above and below when
+    # stretched: they join a line at the end, as marks
+    stick = ((gx1 - gx0) < 0.25 * gh) & (gh > h)
+    if stick.all():
+        stick[:] = False
+    piece = np.full(gx0.size, -1, dtype=np.int64)
+    piece[~stick] = segments(gx0[~stick], gy0[~stick], gx1[~stick], gy1[~stick], shape, h)
     order = np.argsort(piece, kind="stable")
+    order = order[piece[order] >= 0]
     bounds = np.searchsorted(piece[order], np.arange(int(piece.max()) + 2))
     members = [order[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
     # the flow, from the slopes of long pieces; then every glyph levelled
@@ -210,11 +251,17 @@ def build_lines(comps: Components, h: float, shape: tuple[int, int]) -> FrameLin
                     np.array([s for _, s in fits]), np.array([np.ptp(gxc[m]) for m, _ in fits]), shape)
     drift = flow.shift(gxc, (gy0 + gy1) / 2)
     fy0, fy1 = gy0 - drift, gy1 - drift
+    # pieces of one or two short marks (a comma or a quote apart from its word) join a line at the end
+    is_mark = np.array([m.size <= 2 and gh[m].max() < 0.8 * h for m in members])
+    marks = np.concatenate([members[p] for p in np.flatnonzero(is_mark)] + [np.flatnonzero(stick)])
+    members = [m for m, mk in zip(members, is_mark) if not mk]
+    if not members:
+        return empty
     p_x0 = np.array([gx0[m].min() for m in members])
     p_x1 = np.array([gx1[m].max() for m in members])
     p_c0 = np.array([np.median(fy0[m]) for m in members])
     p_c1 = np.array([np.median(fy1[m]) for m in members])
-    thin = p_c1 - p_c0 < 0.5 * h  # a piece of one short mark: a core of its own size
+    thin = p_c1 - p_c0 < 0.5 * h  # a piece of short glyphs only: a core of a usual glyph's size
     p_c0, p_c1 = np.where(thin, p_c0 - 0.25 * h, p_c0), np.where(thin, p_c1 + 0.25 * h, p_c1)
     areas = reading_order(p_x0, p_x1, p_c0, p_c1, h)
     glyphs, area = [], []
@@ -232,38 +279,56 @@ def build_lines(comps: Components, h: float, shape: tuple[int, int]) -> FrameLin
     baselines = np.array([np.median(fy1[m]) for m in glyphs])
     # small marks (dots, commas, accents) join the nearest line
     sidx = np.flatnonzero(small)
-    scx = (comps.x0[sidx] + comps.x1[sidx]) / 2.0
-    scy = (comps.y0[sidx] + comps.y1[sidx]) / 2.0
+    mx0 = np.concatenate([comps.x0[sidx], gx0[marks]]).astype(np.float64)
+    mx1 = np.concatenate([comps.x1[sidx], gx1[marks]]).astype(np.float64)
+    my0 = np.concatenate([comps.y0[sidx], gy0[marks]]).astype(np.float64)
+    my1 = np.concatenate([comps.y1[sidx], gy1[marks]]).astype(np.float64)
+    scx, scy = (mx0 + mx1) / 2, (my0 + my1) / 2
     sd = flow.shift(scx, scy)
-    to = attach(scx, scy - sd, boxes, heights)
+    to = attach(scx, scy - sd, my1 - my0, boxes, heights)
     hit = to >= 0
     if hit.any():
-        np.minimum.at(boxes[:, 0], to[hit], comps.x0[sidx][hit])
-        np.minimum.at(boxes[:, 1], to[hit], comps.y0[sidx][hit] - sd[hit])
-        np.maximum.at(boxes[:, 2], to[hit], comps.x1[sidx][hit])
-        np.maximum.at(boxes[:, 3], to[hit], comps.y1[sidx][hit] - sd[hit])
+        np.minimum.at(boxes[:, 0], to[hit], mx0[hit])
+        np.minimum.at(boxes[:, 1], to[hit], my0[hit] - sd[hit])
+        np.maximum.at(boxes[:, 2], to[hit], mx1[hit])
+        np.maximum.at(boxes[:, 3], to[hit], my1[hit] - sd[hit])
     return FrameLines(boxes[:, 0], boxes[:, 2], boxes[:, 1], boxes[:, 3], baselines, heights, area, flow,
                       np.stack([p_x0, p_c0, p_x1, p_c1], axis=1))
 
 
 def picture_regions(comps: Components, h: float, regions: np.ndarray, step: int) -> np.ndarray:
-    """Components inside (or within half a glyph of) a turned-round region that holds no text: a dark picture.
-    A region is text when most of its ink is in glyph-sized components."""
+    """Components inside the box of a turned-round region that is a dark picture, not white text on a dark box.
+    Turned round, text gives glyph-sized components covering a good share of its box; a picture gives specks and
+    large dense blobs."""
     n_regions = int(regions.max())
     if n_regions == 0 or comps.n == 0:
         return np.zeros(comps.n, dtype=bool)
     small = regions[::step, ::step]
-    for _ in range(max(1, int(np.ceil(0.5 * h / step)))):  # grow each region a little (max filter)
-        p = np.pad(small, 1)
-        small = np.maximum.reduce([p[1 + dy: p.shape[0] - 1 + dy, 1 + dx: p.shape[1] - 1 + dx]
-                                   for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
-    cy = np.minimum((comps.y0 + comps.y1) // 2 // step, small.shape[0] - 1)
-    cx = np.minimum((comps.x0 + comps.x1) // 2 // step, small.shape[1] - 1)
-    where = small[cy, cx]
+    flat = small.ravel()
+    on = flat > 0
+    ys, xs = np.divmod(np.flatnonzero(on), small.shape[1])
+    ids = flat[on]
+    pixels = np.bincount(ids, minlength=n_regions + 1) * step * step
+    bx0 = np.full(n_regions + 1, np.inf)
+    by0 = np.full(n_regions + 1, np.inf)
+    bx1 = np.full(n_regions + 1, -np.inf)
+    by1 = np.full(n_regions + 1, -np.inf)
+    np.minimum.at(bx0, ids, xs * step)
+    np.minimum.at(by0, ids, ys * step)
+    np.maximum.at(bx1, ids, (xs + 1) * step)
+    np.maximum.at(by1, ids, (ys + 1) * step)
+    cy = np.minimum((comps.y0 + comps.y1) // 2, regions.shape[0] - 1)
+    cx = np.minimum((comps.x0 + comps.x1) // 2, regions.shape[1] - 1)
+    where = regions[cy, cx]
     hh, ww = comps.height, comps.width
+    fill = comps.area / np.maximum(hh * ww, 1)
     glyph = (hh >= 0.4 * h) & (hh <= 3 * h) & (ww <= 6 * h)
-    total = np.bincount(where, weights=comps.area, minlength=n_regions + 1)
+    blob = ((hh > 3 * h) | (ww > 6 * h)) & (fill > 0.3)
     text = np.bincount(where, weights=comps.area * glyph, minlength=n_regions + 1)
-    picture = text < 0.5 * total
-    picture[0] = False
-    return picture[where]
+    blobs = np.bincount(where, weights=comps.area * blob, minlength=n_regions + 1)
+    picture = (text < 0.04 * pixels) | (blobs > text)
+    out = np.zeros(comps.n, dtype=bool)
+    xc, yc = (comps.x0 + comps.x1) / 2, (comps.y0 + comps.y1) / 2
+    for k in np.flatnonzero(picture[1:]) + 1:
+        out |= (xc >= bx0[k]) & (xc < bx1[k]) & (yc >= by0[k]) & (yc < by1[k])
+    return out

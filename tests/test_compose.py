@@ -563,3 +563,16 @@ def test_trocr_decoder_reads_the_encoder_directly_like_published_trocr(tmp_path:
     assert config["decoder"]["cross_attention_hidden_size"] == config["encoder"]["hidden_size"]
     assert not any(k.startswith("enc_to_dec_proj") for k in load_file(out / "model.safetensors"))
     assert_same_logits_and_greedy(out, reference_loads_cleanly(out))
+
+
+def test_decoder_config_aliases_as_transformers_reads_them(tmp_path: Path) -> None:
+    """`--decoder-config num_hidden_layers=2` on GPT-2 sets n_layer, as transformers' GPT2Config(num_hidden_layers=2)
+    does; the written config names the field, so transformers reads the same model."""
+    shrink = [f for o in DECODER_SHRINK["gpt2"] if not o.startswith("n_layer=") for f in ("--decoder-config", o)]
+    flags = [f for o in ENCODER_SHRINK["vit"] for f in ("--encoder-config", o)] + shrink
+    result = ved("compose", "vit", "gpt2", "-o", tmp_path / "m", *flags, "--decoder-config", "num_hidden_layers=2")
+    assert result.exit_code == 0, result.output
+    decoder = json.loads((tmp_path / "m" / "config.json").read_text())["decoder"]
+    assert decoder["n_layer"] == 2 and "num_hidden_layers" not in decoder
+    assert reference_loads_cleanly(tmp_path / "m").decoder.config.num_hidden_layers == 2
+    assert load_model(tmp_path / "m").config.decoder.num_layers == 2

@@ -20,7 +20,7 @@ import transformers as T
 from vedcli import decoders, encoders
 from vedcli.checkpoints import presets
 from vedcli.checkpoints.presets import apply_overrides, is_preset, load_preset, preset_names
-from vedcli.config import ModelConfig
+from vedcli.config import CONFIG_ALIASES, ModelConfig, resolve_aliases
 from vedcli.decoders.stack import TextDecoder
 from vedcli.errors import OptionError
 from vedcli.model import VisionEncoderDecoder
@@ -482,3 +482,55 @@ def test_package_ships_the_presets():
     }
     assert shipped == {p for p in (ROOT / "configs").rglob("*") if p.is_file()}
     assert presets.data_dir().resolve() == (ROOT / "configs").resolve()
+
+
+# --- config aliases (transformers' attribute_map) ----------------------------------------------------------------
+
+PRESET_OF_KIND = {"vit": "vit-base", "deit": "deit-base", "beit": "beit-base", "swin": "swin-base",
+                  "donut-swin": "donut-swin", "gpt2": "gpt2-medium", "bert": "bert-base", "roberta": "roberta-base",
+                  "xlm-roberta": "xlm-roberta-base", "electra": "electra-base", "trocr": "trocr-base",
+                  "bart": "bart-base", "mbart": "mbart", "distilbert": "distilbert"}  # fmt: skip
+ENCODER_KINDS = {"vit", "deit", "beit", "swin", "donut-swin"}
+
+
+def test_aliases_are_the_reference_attribute_maps():
+    """Every model_type ved reads takes exactly the aliases transformers' config class declares (and only those)."""
+    kinds = set(encoders.FAMILIES) | set(decoders.FAMILIES) | {"distilbert"}
+    for kind in sorted(kinds):
+        assert CONFIG_ALIASES.get(kind, {}) == dict(T.AutoConfig.for_model(kind).attribute_map), kind
+
+
+@pytest.mark.parametrize(
+    "kind, alias",
+    [(kind, alias) for kind in PRESET_OF_KIND for alias in T.AutoConfig.for_model(kind).attribute_map],
+)
+def test_an_alias_override_sets_the_field_transformers_sets(kind, alias):
+    side = "encoder" if kind in ENCODER_KINDS else "decoder"
+    d = load_preset(PRESET_OF_KIND[kind], side)
+    field = T.AutoConfig.for_model(kind).attribute_map[alias]
+    value = [3] * len(d[field]) if isinstance(d.get(field), list) else 3  # Swin's num_heads: one per stage
+    if field in presets.DERIVED.get(kind, ((),))[0]:  # Swin's layer count follows depths: refused, naming both
+        with pytest.raises(OptionError, match=rf"{kind} computes {alias} \({field}\) from"):
+            apply_overrides(d, [f"{alias}={json.dumps(value)}"], f"--{side}-config")
+        return
+    out = apply_overrides(d, [f"{alias}={json.dumps(value)}"], f"--{side}-config")
+    ref = T.AutoConfig.for_model(kind, **{k: v for k, v in d.items() if k != "model_type"}, **{alias: value}).to_dict()
+    assert out[field] == ref[field] == value and alias not in out
+    assert {k: v for k, v in out.items() if k != field} == {k: v for k, v in d.items() if k != field}
+
+
+def test_bart_num_hidden_layers_is_the_encoders():
+    d = apply_overrides(load_preset("bart-base", "decoder"), ["num_hidden_layers=2"], "--decoder-config")
+    assert d["encoder_layers"] == 2 and d["decoder_layers"] == load_preset("bart-base", "decoder")["decoder_layers"]
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "trocr", "distilbert"])
+def test_a_config_file_with_an_alias_reads_as_transformers_reads_it(kind):
+    """A hand-written config.json may give a field under its alias, even beside the field: the alias wins."""
+    d = {**load_preset(PRESET_OF_KIND[kind], "decoder"), "num_hidden_layers": 3}
+    ref = T.AutoConfig.for_model(kind, **{k: v for k, v in d.items() if k != "model_type"})
+    if kind == "distilbert":
+        from vedcli.decoders.distilbert import distilbert_as_bert
+
+        d, _ = distilbert_as_bert(resolve_aliases(d), {})
+    assert decoders.decoder_config(d).num_layers == ref.num_hidden_layers == 3

@@ -119,3 +119,46 @@ def _pair(value: Any) -> tuple[int, int]:
     if isinstance(value, (list, tuple)):
         return int(value[0]), int(value[1])
     return int(value), int(value)
+
+
+# model_type -> transformers' `attribute_map` for that family: other names a config may give a field. transformers
+# reads an alias into its field (the alias wins when a config holds both); the families not listed have none. BART's
+# and mBART's num_hidden_layers and num_attention_heads name their encoder's, which a decoder-only ved model does
+# not read: they are aliases of encoder_layers and encoder_attention_heads there, exactly as in transformers.
+_SWIN_ALIASES = {"num_attention_heads": "num_heads", "num_hidden_layers": "num_layers"}
+_BART_ALIASES = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model",
+                 "num_hidden_layers": "encoder_layers"}  # fmt: skip
+CONFIG_ALIASES: dict[str, dict[str, str]] = {
+    "swin": _SWIN_ALIASES,
+    "donut-swin": _SWIN_ALIASES,
+    "gpt2": {
+        "hidden_size": "n_embd",
+        "max_position_embeddings": "n_positions",
+        "num_attention_heads": "n_head",
+        "num_hidden_layers": "n_layer",
+    },  # fmt: skip
+    "trocr": {
+        "num_attention_heads": "decoder_attention_heads",
+        "hidden_size": "d_model",
+        "num_hidden_layers": "decoder_layers",
+    },  # fmt: skip
+    "bart": _BART_ALIASES,
+    "mbart": _BART_ALIASES,
+    "distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"},
+}
+
+
+def field_name(kind: Any, key: str) -> str:
+    """The field config key `key` sets in a `kind` config (itself unless it is one of the family's aliases)."""
+    return CONFIG_ALIASES.get(kind, {}).get(key, key) if isinstance(kind, str) else key
+
+
+def resolve_aliases(d: dict[str, Any]) -> dict[str, Any]:
+    """Config dict `d` with its family's aliases read into the fields they name, as transformers reads them (`d`
+    itself when it holds none)."""
+    aliases = CONFIG_ALIASES.get(d.get("model_type"), {}) if isinstance(d.get("model_type"), str) else {}
+    if not aliases.keys() & d.keys():
+        return d
+    out = {k: v for k, v in d.items() if k not in aliases}
+    out.update({aliases[k]: v for k, v in d.items() if k in aliases})
+    return out

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..config import field_name, resolve_aliases
 from ..errors import OptionError
 
 Side = Literal["encoder", "decoder"]
@@ -274,23 +275,25 @@ def apply_overrides(d: dict[str, Any], overrides: list[str], flag: str) -> dict[
     fixed by the preset, and derived sizes (Swin's hidden_size) follow the fields they come from. A number cannot
     become text, nor true/false anything else.
     """
-    out = copy.deepcopy(d)
+    out = resolve_aliases(copy.deepcopy(d))
     kind = d.get("model_type")
     allowed = set(d) | KNOWN_FIELDS.get(kind, frozenset())
     derived, sources, recompute = DERIVED.get(kind, ((), "", None))
     for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
+        given, sep, text = item.partition("=")
+        given = given.strip()
+        if not sep or not given:
             raise OptionError(f"expected KEY=VALUE, got '{item}'", flag)
+        key = field_name(kind, given)  # as transformers reads it: GPT-2's num_hidden_layers sets n_layer
         if key == "model_type":
             raise OptionError("model_type cannot be changed; choose another preset", flag)
         if key in derived:
-            raise OptionError(f"{kind} computes {key} from {sources}; set those instead", flag)
+            named = given if given == key else f"{given} ({key})"
+            raise OptionError(f"{kind} computes {named} from {sources}; set those instead", flag)
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed - {"model_type"}), n=3, cutoff=0.6)
+            close = difflib.get_close_matches(given, sorted(allowed - {"model_type"}), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise OptionError(f"unknown {kind} config key '{key}'{hint}", flag)
+            raise OptionError(f"unknown {kind} config key '{given}'{hint}", flag)
         value = parse_value(text.strip())
         out[key] = _checked(key, out.get(key), value, flag)
     if recompute is not None and overrides:

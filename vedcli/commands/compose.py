@@ -34,7 +34,7 @@ from ..checkpoints.load import resolve_dtype
 from ..checkpoints.safety import check_not_inside, check_replaceable
 from ..checkpoints.save import DTYPE_NAMES, atomic_folder, save_pretrained
 from ..checkpoints.weights import LEGACY_SUFFIXES, to_hf
-from ..config import ModelConfig
+from ..config import ModelConfig, field_name
 from ..decoders import FAMILIES as DECODER_FAMILIES
 from ..decoders.distilbert import distilbert_as_bert
 from ..encoders import FAMILIES as ENCODER_FAMILIES
@@ -149,7 +149,8 @@ def compose(options: ComposeOptions) -> Composition:
     dec = load_part(options.decoder, "decoder", options.decoder_overrides, options.revision_decoder)
     notes = enc.notes + dec.notes
 
-    dec_given, enc_given = _override_keys(options.decoder_overrides), _override_keys(options.encoder_overrides)
+    dec_given = _override_keys(options.decoder_overrides, dec.source_type)
+    enc_given = _override_keys(options.encoder_overrides, enc.source_type)
     tokenizer = _tokenizer(options.tokenizer, dec)
     _fit_vocab(dec, tokenizer, options.tokenizer is not None, dec_given)
     ids, text = special_tokens(dec.kind, tokenizer, dec.config, dec_given)
@@ -238,7 +239,7 @@ def _check_config(part: Part, overrides: list[str]) -> None:
         else:
             check_memory(decoder_parameters(decoder_config(part.config, where)), 4, where, "decoder")
     except ConfigFieldError as error:
-        if overrides and (not error.keys or set(error.keys) & _override_keys(overrides)):
+        if overrides and (not error.keys or set(error.keys) & _override_keys(overrides, part.source_type)):
             raise OptionError(error.message, OVERRIDE_FLAG[part.side]) from None
         raise
 
@@ -286,8 +287,9 @@ def _modern(key: str) -> str:
     return key
 
 
-def _override_keys(overrides: list[str]) -> set[str]:
-    return {item.partition("=")[0].strip() for item in overrides}
+def _override_keys(overrides: list[str], kind: str | None) -> set[str]:
+    """The config fields `overrides` set (an alias counts as the field it names in a `kind` config)."""
+    return {field_name(kind, item.partition("=")[0].strip()) for item in overrides}
 
 
 def _common_dtype(parts: list[Part]) -> torch.dtype:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..checkpoints.weights import WeightTable
-from ..config import DecoderConfig
+from ..config import DecoderConfig, resolve_aliases
 from ..errors import ModelError
 from ..validate import ConfigFieldError, check_token_ids, show
 from . import bart, bert, bert_generation, electra, gpt2, trocr
@@ -42,7 +42,7 @@ def decoder_config(d: dict, where: str | None = None, section: str = "decoder") 
     if kind not in FAMILIES:
         raise ModelError(f"unsupported {section} model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})",
                          where)  # fmt: skip
-    cfg = FAMILIES[kind].config_from_hf(d, where, section)
+    cfg = FAMILIES[kind].config_from_hf(resolve_aliases(d), where, section)
     check_token_ids({"pad_token_id": cfg.pad_token_id}, cfg.vocab_size, where, section)
     if cfg.positions == "padded":  # RoBERTa counts positions from pad_token_id + 1 in its own table
         if cfg.pad_token_id is None or cfg.pad_token_id + 2 > cfg.max_positions:

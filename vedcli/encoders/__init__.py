@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..checkpoints.weights import WeightTable
-from ..config import EncoderConfig
+from ..config import EncoderConfig, resolve_aliases
 from ..errors import ModelError
 from ..validate import ConfigFieldError, show
 from . import beit, swin, vit
@@ -24,7 +24,7 @@ def encoder_config(d: dict, where: str | None = None, section: str = "encoder") 
     if kind not in FAMILIES:
         raise ModelError(f"unsupported {section} model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})",
                          where)  # fmt: skip
-    return FAMILIES[kind].config_from_hf(d, where, section)
+    return FAMILIES[kind].config_from_hf(resolve_aliases(d), where, section)
 
 
 def encoder_parameters(cfg: EncoderConfig) -> dict[str, int]:

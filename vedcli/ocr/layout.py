@@ -20,7 +20,8 @@ from PIL import Image, ImageOps
 from . import binarize
 from .components import label
 from .deskew import Frame, estimate_angle
-from .lines import FrameLines, build_lines, picture_blobs, picture_regions, remove_rules, skew_points, text_height
+from .lines import (FrameLines, build_lines, inside_boxes, picture_blobs, picture_regions, remove_rules, skew_points,
+                    text_height)
 
 MAX_PIXELS = 12_000_000  # pages above this are analysed shrunk (memory and time stay bounded)
 
@@ -88,16 +89,28 @@ def find_lines(image: Image.Image, max_pixels: int = MAX_PIXELS) -> PageLayout:
     if h == 0:
         return _empty(size)
     keep = ~picture_blobs(comps, h) & (comps.area >= 2)
-    if ink.inverted.any():
-        keep &= ~picture_regions(comps, h, ink.regions, max(1, ink.cell // 8))
     near = ink.near_table()
     if near.any():
         keep &= ~comps.touching(near)
-    x, y, w = skew_points(comps, h, keep)
+    pictures = picture_regions(comps, h, ink.regions, max(1, ink.cell // 8)) if ink.inverted.any() else []
+    if pictures:  # their own components out of the skew estimate; their boxes (upright) out of everything below
+        cy = np.minimum((comps.y0 + comps.y1) // 2, g.shape[0] - 1)
+        cx = np.minimum((comps.x0 + comps.x1) // 2, g.shape[1] - 1)
+        in_pic = np.isin(ink.regions[cy, cx], [k for k, _, _ in pictures])
+        x, y, w = skew_points(comps, h, keep & ~in_pic)
+    else:
+        x, y, w = skew_points(comps, h, keep)
     angle = estimate_angle(x, y, w, bin_px=max(1.0, h / 10))
     if abs(angle) < 0.05:
         angle = 0.0
     frame = Frame.for_image(g.shape[1], g.shape[0], angle)
+    if pictures:
+        boxes = []
+        for _, px_, py_ in pictures:
+            u, v = frame.to_frame(px_, py_)
+            boxes.append((u.min(), v.min(), u.max(), v.max()))
+        cu, cv = frame.to_frame((comps.x0 + comps.x1) / 2, (comps.y0 + comps.y1) / 2)
+        keep &= ~inside_boxes(cu, cv, boxes)
     kept = comps.mask(g.shape, keep)
     if angle:
         upright = np.asarray(frame.warp(Image.fromarray(kept.view(np.uint8) * 255, "L"))) > 127

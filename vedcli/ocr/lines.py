@@ -296,27 +296,16 @@ def build_lines(comps: Components, h: float, shape: tuple[int, int]) -> FrameLin
                       np.stack([p_x0, p_c0, p_x1, p_c1], axis=1))
 
 
-def picture_regions(comps: Components, h: float, regions: np.ndarray, step: int) -> np.ndarray:
-    """Components inside the box of a turned-round region that is a dark picture, not white text on a dark box.
-    Turned round, text gives glyph-sized components covering a good share of its box; a picture gives specks and
-    large dense blobs."""
+def picture_regions(comps: Components, h: float, regions: np.ndarray, step: int
+                    ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """The turned-round regions that are dark pictures, not white text on a dark box: (region id, x and y samples
+    of its pixels). Turned round, text gives glyph-sized components covering a good share of its area; a picture gives
+    specks and large dense blobs."""
     n_regions = int(regions.max())
     if n_regions == 0 or comps.n == 0:
-        return np.zeros(comps.n, dtype=bool)
+        return []
     small = regions[::step, ::step]
-    flat = small.ravel()
-    on = flat > 0
-    ys, xs = np.divmod(np.flatnonzero(on), small.shape[1])
-    ids = flat[on]
-    pixels = np.bincount(ids, minlength=n_regions + 1) * step * step
-    bx0 = np.full(n_regions + 1, np.inf)
-    by0 = np.full(n_regions + 1, np.inf)
-    bx1 = np.full(n_regions + 1, -np.inf)
-    by1 = np.full(n_regions + 1, -np.inf)
-    np.minimum.at(bx0, ids, xs * step)
-    np.minimum.at(by0, ids, ys * step)
-    np.maximum.at(bx1, ids, (xs + 1) * step)
-    np.maximum.at(by1, ids, (ys + 1) * step)
+    pixels = np.bincount(small.ravel(), minlength=n_regions + 1) * step * step
     cy = np.minimum((comps.y0 + comps.y1) // 2, regions.shape[0] - 1)
     cx = np.minimum((comps.x0 + comps.x1) // 2, regions.shape[1] - 1)
     where = regions[cy, cx]
@@ -327,8 +316,15 @@ def picture_regions(comps: Components, h: float, regions: np.ndarray, step: int)
     text = np.bincount(where, weights=comps.area * glyph, minlength=n_regions + 1)
     blobs = np.bincount(where, weights=comps.area * blob, minlength=n_regions + 1)
     picture = (text < 0.04 * pixels) | (blobs > text)
-    out = np.zeros(comps.n, dtype=bool)
-    xc, yc = (comps.x0 + comps.x1) / 2, (comps.y0 + comps.y1) / 2
+    out = []
     for k in np.flatnonzero(picture[1:]) + 1:
-        out |= (xc >= bx0[k]) & (xc < bx1[k]) & (yc >= by0[k]) & (yc < by1[k])
+        ys, xs = np.nonzero(small == k)
+        out.append((int(k), (xs + 0.5) * step, (ys + 0.5) * step))
+    return out
+
+
+def inside_boxes(x: np.ndarray, y: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+    out = np.zeros(x.size, dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        out |= (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
     return out

@@ -34,9 +34,10 @@ if (
 import typer  # noqa: E402
 from typer.core import TyperCommand  # noqa: E402
 
-from .commands.caption import RunSettings, caption_inputs, is_terminal  # noqa: E402
+from .commands.caption import RunSettings, caption_inputs  # noqa: E402
 from .errors import OptionError, VedError  # noqa: E402
 from .generation.options import DecodingOptions  # noqa: E402  (no torch)
+from .terminal import is_terminal  # noqa: E402
 
 # Modules that import torch are imported where a command needs them, so that `ved --help` starts at once.
 

@@ -22,6 +22,7 @@ from PIL import Image
 from .. import interrupts
 from ..checkpoints.safety import check_output_not_input
 from ..errors import InputError, OptionError
+from ..terminal import is_terminal
 from .inputs import InputItem, expand_inputs
 from .output import make_writer, open_output
 
@@ -237,10 +238,3 @@ class _ConsoleLines(io.TextIOBase):
     def write(self, text: str) -> int:
         self.console.out(text, end="", highlight=False)
         return len(text)
-
-
-def is_terminal(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

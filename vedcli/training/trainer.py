@@ -53,6 +53,7 @@ from ..generation.defaults import SpecialTokens
 from ..model import VisionEncoderDecoder
 from ..processing.image import load_image_processor
 from ..processing.tokenizer import load_tokenizer
+from ..terminal import is_terminal
 from .ctc import STATE_KEY as CTC_STATE
 from .ctc import WithCTC, ctc_loss, new_head, special_ids
 from .ctc import targets as ctc_targets
@@ -482,7 +483,7 @@ class Trainer:
     def run(self, on_step: Callable[[int], None] | None = None) -> TrainResult:
         group, pos = self.group, self.state.position
         self._start_run_folder()
-        show_bar = self.progress_bar if self.progress_bar is not None else _is_terminal(self.err)
+        show_bar = self.progress_bar if self.progress_bar is not None else is_terminal(self.err)
         self.reporter = Reporter(self.run_dir if group.main else None, self.err, self.total_steps, pos.step, show_bar)
         result = TrainResult(
             self.run_dir,
@@ -762,10 +763,3 @@ class _Window:
             out["ctc_loss"] = self.ctc[0] / max(self.ctc[1], 1)
         self.__init__()
         return out
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

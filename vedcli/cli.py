@@ -432,6 +432,7 @@ def _opt(flag: str, help: str, metavar: str | None = None):
 
 @app.command("train", cls=_Command)
 def train(
+    ctx: typer.Context,
     output: Annotated[
         str,
         typer.Option(
@@ -514,11 +515,10 @@ def train(
     revision: Revision = None,
 ) -> None:
     """Fine-tune a model on (image, text) pairs; the same command under torchrun trains on several processes."""
-    # the flags given (locals() here is exactly the parameters above); the rest come from defaults or, resuming,
-    # from the run's saved settings
+    # the flags given, by parameter name; the rest come from defaults or, resuming, from the run's saved settings
     given = {
         name: value.value if isinstance(value, Enum) else value
-        for name, value in locals().items()
+        for name, value in ctx.params.items()
         if name not in ("output", "resume", "force") and value is not None and value is not False
     }
     from .commands.train import train as run_train

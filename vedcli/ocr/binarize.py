@@ -11,8 +11,8 @@ stays a few passes over the pixels whatever the page holds:
   darken it) and spread smoothly over the pixels; dividing by it removes shading and vignetting; where it is too
   dark to be paper (under 30% of the page's paper: the table round a photographed page) nothing is ink;
 - Sauvola's threshold `mean * (1 + k * (std / 128 - 1))` over a window of about one cell, with local statistics
-  taken at a reduced scale and spread back; pixels below 45% of the paper are ink whatever the window says (the
-  inside of strokes wider than the window).
+  taken on blocks of a tenth of the window (the threshold is one value per block); pixels below 45% of the paper
+  are ink whatever the window says (the inside of strokes wider than the window).
 """
 
 from __future__ import annotations
@@ -88,20 +88,21 @@ class Ink:
     """The ink mask and what was learnt on the way (kept for the debug drawing and the tests)."""
 
     mask: np.ndarray  # (H, W) bool, True = ink
-    flat: np.ndarray  # (H, W) float32 0..255: polarity made dark-on-light, background divided out
     inverted: np.ndarray  # (H, W) bool: pixels that were light-on-dark and got turned round
-    cell: int
-    paper: np.ndarray  # (H, W) bool: bright enough to be paper (False: the table round a photographed page)
     regions: np.ndarray  # (H, W) int32: k > 0 on the pixels of the k-th turned-round region
+    cell: int
+    paper: np.ndarray  # (h, w) bool at 1/step scale: bright enough to be paper (not the table round a photo)
+    step: int
 
     def near_table(self) -> np.ndarray:
-        """Pixels within half a cell of what is not paper: ink there is the page's edge, not text."""
+        """(H, W) bool: within half a cell of what is not paper: ink there is the page's edge, not text."""
+        shape = self.mask.shape
         if self.paper.all():
-            return np.zeros(self.paper.shape, dtype=bool)
-        step = max(1, self.cell // 8)
-        off = (~self.paper[::step, ::step]).astype(np.float32)
-        near = box_mean(off, max(1, self.cell // (2 * step))) > 0
-        return _resize(near.astype(np.float32), (self.paper.shape[1], self.paper.shape[0]), Image.NEAREST) > 0
+            return np.zeros(shape, dtype=bool)
+        near = box_mean((~self.paper).astype(np.float32), max(1, self.cell // (2 * self.step))) > 0
+        full = np.repeat(np.repeat(near, self.step, axis=0), self.step, axis=1)
+        full = np.pad(full, ((0, max(0, shape[0] - full.shape[0])), (0, max(0, shape[1] - full.shape[1]))), "edge")
+        return full[: shape[0], : shape[1]]
 
 
 def cell_size(shape: tuple[int, int]) -> int:
@@ -164,34 +165,14 @@ def _boxes_only(inv: np.ndarray, min_cells: int = 4) -> np.ndarray:
 
 
 def background(p: np.ndarray, cell: int) -> np.ndarray:
-    """The paper's brightness under every pixel: the closed 90th percentile per cell, spread smoothly."""
+    """(ny, nx) paper brightness per cell: the 90th percentile, closed over 3 x 3 cells."""
     p90 = cell_percentiles(p, cell, (90,))[0]
-    closed = _shifted(_shifted(p90, np.maximum), np.minimum)
-    return np.maximum(cells_to_pixels(closed, cell, p.shape), 1.0)
+    return np.maximum(_shifted(_shifted(p90, np.maximum), np.minimum), 1.0)
 
 
-def sauvola(flat: np.ndarray, window: int, k: float = 0.2, r: float = 128.0) -> np.ndarray:
-    """Sauvola's threshold; local mean and second moment at a reduced scale, spread back bilinearly."""
-    h, w = flat.shape
-    step = max(1, window // 10)
-    if step > 1:
-        size = (max(1, w // step), max(1, h // step))
-        m_small = _resize(flat, size, Image.BOX)
-        sq_small = _resize(flat * flat, size, Image.BOX)
-    else:
-        m_small, sq_small = flat, flat * flat
-    radius = max(1, window // (2 * step))
-    mean = box_mean(m_small, radius)
-    sq = box_mean(sq_small, radius)
-    if step > 1:
-        mean = _resize(mean, (w, h))
-        sq = _resize(sq, (w, h))
-    std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
-    return (flat < mean * (1 + k * (std / r - 1))) | (flat < 0.45 * 255)
-
-
-def ink(image: Image.Image | np.ndarray) -> Ink:
+def ink(image: Image.Image | np.ndarray, k: float = 0.2, r: float = 128.0) -> Ink:
     g = image if isinstance(image, np.ndarray) else grey(image)
+    H, W = g.shape
     cell = cell_size(g.shape)
     p10, p50, p90 = cell_percentiles(g, cell)
     regions = invert_regions(g, cell, p10, p50, p90)
@@ -204,11 +185,28 @@ def ink(image: Image.Image | np.ndarray) -> Ink:
         span = np.maximum(cells_to_pixels(p90, cell, g.shape) - lo, 24.0)
         turned = 255.0 * np.clip(1.0 - (g - lo) / span, 0.0, 1.0)
         p = np.where(inverted, turned, g).astype(np.float32)
-    bg = background(p, cell)
-    flat = np.minimum(p * (255.0 / bg), 255.0).astype(np.float32)
+    # statistics at 1/step of the size (whole blocks of step x step pixels): the background and the window's
+    # mean and spread are smooth
     window = max(15, cell | 1)
-    mask = sauvola(flat, window)
+    step = max(1, window // 10)
+    hs, ws = -(-H // step), -(-W // step)
+    padded = np.pad(p, ((0, hs * step - H), (0, ws * step - W)), mode="edge") if (hs * step, ws * step) != (H, W) \
+        else p
+    blocks = padded.reshape(hs, step, ws, step)
+    m_p = blocks.mean(axis=(1, 3), dtype=np.float32)
+    sq_p = np.einsum("aibj,aibj->ab", blocks, blocks, dtype=np.float32) / (step * step)
+    ny, nx = -(-H // cell), -(-W // cell)
+    bg = _resize(background(p, cell), (nx * cell // step, ny * cell // step))
+    bg = np.pad(bg, ((0, max(0, hs - bg.shape[0])), (0, max(0, ws - bg.shape[1]))), "edge")[:hs, :ws]
+    radius = max(1, window // (2 * step))
+    mean = box_mean(m_p / bg, radius) * 255.0  # of the flattened page (paper = 255)
+    sq = box_mean(sq_p / (bg * bg), radius) * (255.0 * 255.0)
+    std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+    # Sauvola on the flattened page, or under 45% of the paper (inside strokes wider than the window), brought
+    # back to the page's own grey: ink where p < threshold
+    flat_t = np.maximum(mean * (1 + k * (std / r - 1)), 0.45 * 255.0)
     # too dark to be paper (the table round a photographed page): dividing would only amplify its noise
-    paper = bg >= 0.3 * float(np.percentile(bg[::4, ::4], 95))
-    mask &= paper
-    return Ink(mask, flat, inverted, cell, paper, regions)
+    paper = bg >= 0.3 * float(np.percentile(bg, 95))
+    threshold = np.where(paper, np.minimum(flat_t, 255.0) * bg / 255.0, -1.0).astype(np.float32)
+    mask = (blocks < threshold[:, None, :, None]).reshape(hs * step, ws * step)[:H, :W]
+    return Ink(mask, inverted, regions, cell, paper, step)

@@ -17,10 +17,11 @@ def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     h, w = mask.shape
     padded = np.zeros((h, w + 2), dtype=np.int8)
     padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=1)  # (H, W+1): +1 where a run starts, -1 one past where it ends
-    rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)
-    return rows.astype(np.int64), starts.astype(np.int64), ends.astype(np.int64)
+    edges = np.diff(padded, axis=1).ravel()  # (H, W+1): +1 where a run starts, -1 one past where it ends
+    at = np.flatnonzero(edges)
+    up = edges[at] > 0
+    starts, ends = at[up], at[~up]
+    return starts // (w + 1), starts % (w + 1), ends % (w + 1)
 
 
 def _roots(parent: np.ndarray) -> np.ndarray:

@@ -116,7 +116,10 @@ def find_lines(image: Image.Image, max_pixels: int = MAX_PIXELS) -> PageLayout:
         upright = np.asarray(frame.warp(Image.fromarray(kept.view(np.uint8) * 255, "L"))) > 127
     else:
         upright = kept
-    upright = remove_rules(upright, max(int(8 * h), 24))
+    rule = max(int(8 * h), 24)
+    long_side = np.maximum(comps.width, comps.height)[keep]  # rules are long whichever way the page is turned
+    if long_side.size and long_side.max() >= rule:
+        upright = remove_rules(upright, rule)
     comps = label(upright)
     h = text_height(comps) or h
     found = _drop_cut(build_lines(comps, h, upright.shape), frame, g.shape, h)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from .components import Components, _paint, label, runs
 
@@ -44,10 +45,12 @@ def skew_points(comps: Components, h: float, keep: np.ndarray) -> tuple[np.ndarr
             np.concatenate([wt, wt]))
 
 
-def remove_rules(mask: np.ndarray, length: int) -> np.ndarray:
+def remove_rules(mask: np.ndarray, length: int, horizontal: bool = True, vertical: bool = True) -> np.ndarray:
     """The mask without horizontal or vertical runs of at least `length` pixels (rules, frames, table lines)."""
     out = mask
-    for transpose in (False, True):
+    for transpose, wanted in ((False, horizontal), (True, vertical)):
+        if not wanted:
+            continue
         m = out.T if transpose else out
         r, s, e = runs(m)
         long = (e - s) >= length
@@ -84,18 +87,16 @@ def segments(x0, y0, x1, y1, shape: tuple[int, int], h: float, gap: float = 1.2,
     r1 = np.maximum(np.ceil((y1 - shrink * hc) / d).astype(np.int64), r0 + 1)
     c0 = np.floor(x0 / d).astype(np.int64)
     c1 = np.maximum(np.ceil((x1 + gap * hc) / d).astype(np.int64), c0 + 1)
-    r1, c1 = np.minimum(r1, gh - 1), np.minimum(c1, gw - 1)
-    diff = np.zeros((gh + 1) * (gw + 1), dtype=np.int32)
-    stride = gw + 1
-    np.add.at(diff, r0 * stride + c0, 1)
-    np.add.at(diff, r0 * stride + c1, -1)
-    np.add.at(diff, r1 * stride + c0, -1)
-    np.add.at(diff, r1 * stride + c1, 1)
-    grid = diff.reshape(gh + 1, gw + 1).cumsum(0).cumsum(1)[:gh, :gw] > 0
+    r1, c1 = np.minimum(r1, gh), np.minimum(c1, gw)
+    canvas = Image.new("1", (gw, gh), 0)
+    draw = ImageDraw.Draw(canvas)
+    for box in np.stack([c0, r0, c1 - 1, r1 - 1], axis=1).tolist():
+        draw.rectangle(box, fill=1)
+    grid = np.asarray(canvas)
     pieces = label(grid)
     # the piece holding each glyph's first cell: runs are sorted, so find the run containing (r0, c0)
     key = pieces.run_rows * (gw + 1) + pieces.run_starts
-    at = np.searchsorted(key, r0 * (gw + 1) + c0, side="right") - 1
+    at = np.searchsorted(key, r0 * (gw + 1) + c0, side="right") - 1  # the run holding each box's first cell
     return pieces.run_label[at]
 
 

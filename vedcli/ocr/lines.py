@@ -12,13 +12,17 @@ from PIL import Image, ImageDraw
 from .components import Components, _paint, label, runs
 
 
-def text_height(comps: Components) -> float:
+def text_height(comps: Components, shape: tuple[int, int]) -> float:
     """The usual glyph height (px; between x-height and cap height, about half an em); 0 without glyphs."""
     h, w = comps.height, comps.width
-    ok = (h >= 3) & (comps.area >= 4) & (w <= 3 * h) & (h <= 12 * w)
+    ok = (h >= 3) & (comps.area >= 4) & (w <= 3 * h) & (h <= 12 * w) & (h <= max(shape) / 20)
     if not ok.any():
         return 0.0
-    h0 = float(np.median(h[ok]))
+    # first by ink (specks of noise are many but hold little ink), then the plain median of the glyphs near it
+    hs, ws = h[ok], comps.area[ok].astype(np.float64)
+    order = np.argsort(hs, kind="stable")
+    cum = np.cumsum(ws[order])
+    h0 = float(hs[order][np.searchsorted(cum, cum[-1] / 2)])
     sel = ok & (h >= 0.5 * h0) & (h <= 2 * h0)
     return float(np.median(h[sel])) if sel.any() else h0
 

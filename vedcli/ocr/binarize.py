@@ -90,6 +90,7 @@ class Ink:
     mask: np.ndarray  # (H, W) bool, True = ink
     inverted: np.ndarray  # (H, W) bool: pixels that were light-on-dark and got turned round
     regions: np.ndarray  # (H, W) int32: k > 0 on the pixels of the k-th turned-round region
+    tone: np.ndarray  # (regions + 1,) spread of each region's dark tones (see invert_regions)
     cell: int
     paper: np.ndarray  # (h, w) bool at 1/step scale: bright enough to be paper (not the table round a photo)
     step: int
@@ -113,7 +114,7 @@ def invert_regions(
     g: np.ndarray, cell: int, p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, min_contrast: float = 24.0
 ) -> np.ndarray:
     """Light-on-dark regions: (H, W) int32, 0 outside, k > 0 on the pixels of the k-th region."""
-    none = np.zeros(g.shape, dtype=np.int32)
+    none = np.zeros(g.shape, dtype=np.int32), np.zeros(1, dtype=np.float32)
     contrast = p90 - p10
     skew = (2 * p50 - p10 - p90) / np.maximum(contrast, 1.0)  # +1: bright majority (paper), -1: dark majority
     strong = contrast >= min_contrast
@@ -149,7 +150,16 @@ def invert_regions(
     ids = np.zeros(dark_px.shape, dtype=np.int32)
     for k, r, s0, e0 in zip(parts.run_label, parts.run_rows, parts.run_starts, parts.run_ends):
         ids[r, s0:e0] = k + 1
-    return np.repeat(np.repeat(ids, step, axis=0), step, axis=1)[: g.shape[0], : g.shape[1]]
+    # how evenly dark each region's ground is: in its cells, (median - 10th) / (90th - 10th) is small under white
+    # text on a flat box (the strokes are the bright minority) and about a half in a picture's continuous tones
+    tone = np.zeros(parts.n + 1, dtype=np.float32)
+    ratio = (p50 - p10) / np.maximum(p90 - p10, 1.0)
+    for k in range(1, parts.n + 1):
+        ys, xs = np.nonzero(ids == k)
+        cells = np.unique(rows[ys] * nx + cols[xs])
+        tone[k] = float(np.median(ratio.ravel()[cells]))
+    full = np.repeat(np.repeat(ids, step, axis=0), step, axis=1)[: g.shape[0], : g.shape[1]]
+    return full, tone
 
 
 def _boxes_only(inv: np.ndarray, min_cells: int = 4) -> np.ndarray:
@@ -175,14 +185,14 @@ def ink(image: Image.Image | np.ndarray, k: float = 0.2, r: float = 128.0) -> In
     H, W = g.shape
     cell = cell_size(g.shape)
     p10, p50, p90 = cell_percentiles(g, cell)
-    regions = invert_regions(g, cell, p10, p50, p90)
+    regions, tone = invert_regions(g, cell, p10, p50, p90)
     inverted = regions > 0
     p = g
     if inverted.any():
         # light text on a dark ground: stretched between the cell's dark and light ends, turned round, so faint
         # text in a dim box keeps its contrast (255 - g would leave it grey on white)
         lo = cells_to_pixels(p10, cell, g.shape)
-        span = np.maximum(cells_to_pixels(p90, cell, g.shape) - lo, 24.0)
+        span = np.maximum(cells_to_pixels(p90, cell, g.shape) - lo, 40.0)
         turned = 255.0 * np.clip(1.0 - (g - lo) / span, 0.0, 1.0)
         p = np.where(inverted, turned, g).astype(np.float32)
     # statistics at 1/step of the size (whole blocks of step x step pixels): the background and the window's
@@ -209,4 +219,4 @@ def ink(image: Image.Image | np.ndarray, k: float = 0.2, r: float = 128.0) -> In
     paper = bg >= 0.3 * float(np.percentile(bg, 95))
     threshold = np.where(paper, np.minimum(flat_t, 255.0) * bg / 255.0, -1.0).astype(np.float32)
     mask = (blocks < threshold[:, None, :, None]).reshape(hs * step, ws * step)[:H, :W]
-    return Ink(mask, inverted, regions, cell, paper, step)
+    return Ink(mask, inverted, regions, tone, cell, paper, step)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
 from . import binarize
 from .components import label
@@ -69,15 +69,11 @@ def _empty(size: tuple[int, int], angle: float = 0.0, h: float = 0.0, info: dict
 
 
 def _working(image: Image.Image, max_pixels: int) -> tuple[np.ndarray, int]:
-    """Grey array to analyse and its shrink factor. Pages of a million pixels or more are smoothed over 3 x 3
-    pixels first: camera noise and JPEG speckle otherwise pass the threshold as specks, and print that small is
-    not thinner than a pixel there."""
+    """Grey array to analyse and its shrink factor."""
     factor = max(1, math.ceil(math.sqrt(image.width * image.height / max_pixels)))
     if factor > 1:
         image = image.reduce(factor) if image.mode in ("L", "RGB", "RGBA", "LA") else image.convert("RGB").reduce(
             factor)
-    if image.width * image.height >= 1_000_000 and image.mode in ("L", "RGB"):
-        image = image.filter(ImageFilter.BoxBlur(1))
     return binarize.grey(image), factor
 
 
@@ -92,11 +88,11 @@ def find_lines(image: Image.Image, max_pixels: int = MAX_PIXELS) -> PageLayout:
     h = text_height(comps, g.shape)
     if h == 0:
         return _empty(size)
-    keep = ~picture_blobs(comps, h) & (comps.area >= 2)
+    keep = ~picture_blobs(comps, h) & (comps.area >= max(2.0, 0.015 * h * h))  # specks of noise out
     near = ink.near_table()
     if near.any():
         keep &= ~comps.touching(near)
-    pictures = picture_regions(comps, h, ink.regions, max(1, ink.cell // 8)) if ink.inverted.any() else []
+    pictures = picture_regions(comps, h, ink.regions, ink.tone, max(1, ink.cell // 8)) if ink.inverted.any() else []
     if pictures:  # their own components out of the skew estimate; their boxes (upright) out of everything below
         cy = np.minimum((comps.y0 + comps.y1) // 2, g.shape[0] - 1)
         cx = np.minimum((comps.x0 + comps.x1) // 2, g.shape[1] - 1)

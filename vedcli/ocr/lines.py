@@ -301,11 +301,11 @@ def build_lines(comps: Components, h: float, shape: tuple[int, int]) -> FrameLin
                       np.stack([p_x0, p_c0, p_x1, p_c1], axis=1))
 
 
-def picture_regions(comps: Components, h: float, regions: np.ndarray, step: int
+def picture_regions(comps: Components, h: float, regions: np.ndarray, tone: np.ndarray, step: int
                     ) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """The turned-round regions that are dark pictures, not white text on a dark box: (region id, x and y samples
-    of its pixels). Turned round, text gives glyph-sized components covering a good share of its area; a picture gives
-    specks and large dense blobs."""
+    of its pixels). A picture's dark ground has spread tones; turned round, text gives glyph-sized components covering
+    a good share of its area, a picture specks and large dense blobs."""
     n_regions = int(regions.max())
     if n_regions == 0 or comps.n == 0:
         return []
@@ -320,7 +320,7 @@ def picture_regions(comps: Components, h: float, regions: np.ndarray, step: int
     blob = ((hh > 3 * h) | (ww > 6 * h)) & (fill > 0.3)
     text = np.bincount(where, weights=comps.area * glyph, minlength=n_regions + 1)
     blobs = np.bincount(where, weights=comps.area * blob, minlength=n_regions + 1)
-    picture = (text < 0.04 * pixels) | (blobs > text)
+    picture = (tone[: n_regions + 1] > 0.3) | (text < 0.04 * pixels) | (blobs > text)
     out = []
     for k in np.flatnonzero(picture[1:]) + 1:
         ys, xs = np.nonzero(small == k)

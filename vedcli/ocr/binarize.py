@@ -9,7 +9,7 @@ stays a few passes over the pixels whatever the page holds:
   blank cells whose grey matches their dark background, mark the regions to invert (per region, not per page);
 - the background is the 90th percentile per cell, closed over 3 x 3 cells (a bold stroke wider than a cell does not
   darken it) and spread smoothly over the pixels; dividing by it removes shading and vignetting; where it is too
-  dark to be paper (under 30% of the page's paper: the table round a photographed page) nothing is ink;
+  dark to be paper (under 25% of the page's paper: the table round a photographed page) nothing is ink;
 - Sauvola's threshold `mean * (1 + k * (std / 128 - 1))` over a window of about one cell, with local statistics
   taken on blocks of a tenth of the window (the threshold is one value per block); pixels below 45% of the paper
   are ink whatever the window says (the inside of strokes wider than the window).
@@ -124,9 +124,11 @@ def invert_regions(
     norm = strong & (skew > 0.3)
     dark = float(np.median(p10[inv]))
     paper = float(np.median(p90[norm])) if norm.any() else 255.0
-    # blank (or undecided) cells follow the background they look like
+    # blank (or undecided) cells next to such cells follow the background they look like (the margins inside a
+    # dark box; not a whole shadow)
     undecided = ~(inv | norm)
-    inv = inv | (undecided & (np.abs(p50 - dark) < np.abs(p50 - paper)))
+    near = _shifted(inv.astype(np.float32), np.maximum) > 0
+    inv = inv | (undecided & near & (np.abs(p50 - dark) < np.abs(p50 - paper)))
     inv = _boxes_only(inv)
     if not inv.any():
         return none
@@ -154,10 +156,22 @@ def invert_regions(
     # text on a flat box (the strokes are the bright minority) and about a half in a picture's continuous tones
     tone = np.zeros(parts.n + 1, dtype=np.float32)
     ratio = (p50 - p10) / np.maximum(p90 - p10, 1.0)
+    t_cells = thresh
     for k in range(1, parts.n + 1):
         ys, xs = np.nonzero(ids == k)
         cells = np.unique(rows[ys] * nx + cols[xs])
         tone[k] = float(np.median(ratio.ravel()[cells]))
+        # a dark box is one dark ground; a bold heading whose cells are mostly ink is dark letters apart
+        r0, r1, c0, c1 = ys.min() * step, (ys.max() + 1) * step, xs.min() * step, (xs.max() + 1) * step
+        crop = g[r0:r1, c0:c1]
+        inside = np.repeat(np.repeat(ids[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1] == k, step, 0), step, 1)
+        inside = inside[: crop.shape[0], : crop.shape[1]]
+        cr = np.minimum(np.arange(r0, r0 + crop.shape[0]) // cell, ny - 1)
+        cc = np.minimum(np.arange(c0, c0 + crop.shape[1]) // cell, nx - 1)
+        dark = (crop < t_cells[cr][:, cc]) & inside
+        pieces = label(dark)
+        if pieces.n and pieces.area.max() < 0.5 * pieces.area.sum():
+            ids[ids == k] = 0
     full = np.repeat(np.repeat(ids, step, axis=0), step, axis=1)[: g.shape[0], : g.shape[1]]
     return full, tone
 
@@ -216,7 +230,7 @@ def ink(image: Image.Image | np.ndarray, k: float = 0.2, r: float = 128.0) -> In
     # back to the page's own grey: ink where p < threshold
     flat_t = np.maximum(mean * (1 + k * (std / r - 1)), 0.45 * 255.0)
     # too dark to be paper (the table round a photographed page): dividing would only amplify its noise
-    paper = bg >= 0.3 * float(np.percentile(bg, 95))
+    paper = bg >= 0.25 * float(np.percentile(bg, 95))
     threshold = np.where(paper, np.minimum(flat_t, 255.0) * bg / 255.0, -1.0).astype(np.float32)
     mask = (blocks < threshold[:, None, :, None]).reshape(hs * step, ws * step)[:H, :W]
     return Ink(mask, inverted, regions, tone, cell, paper, step)

@@ -320,7 +320,7 @@ def picture_regions(comps: Components, h: float, regions: np.ndarray, tone: np.n
     blob = ((hh > 3 * h) | (ww > 6 * h)) & (fill > 0.3)
     text = np.bincount(where, weights=comps.area * glyph, minlength=n_regions + 1)
     blobs = np.bincount(where, weights=comps.area * blob, minlength=n_regions + 1)
-    picture = (tone[: n_regions + 1] > 0.3) | (text < 0.04 * pixels) | (blobs > text)
+    picture = ((tone[: n_regions + 1] > 0.3) | (text < 0.04 * pixels) | (blobs > text)) & (pixels > 0)
     out = []
     for k in np.flatnonzero(picture[1:]) + 1:
         ys, xs = np.nonzero(small == k)

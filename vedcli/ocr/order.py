@@ -7,8 +7,8 @@ not overlap the next line's even where ascenders and descenders do). In a region
 
 1. pieces whose cores overlap form *bands* (one line of one column, or one row across columns), top to bottom;
 2. a *gutter* is a chain of consecutive bands whose free intervals (at least `2 h` wide, h the usual glyph height,
-   about half an em) overlap band to band by that much; space at a band's end counts, so a column that ends early or
-   has a picture beside it does not break the chain. A chain that has pieces on both sides cuts the region: the
+   about half an em, or the band's own if larger) overlap band to band by that much, drifting at most h / 2 a band;
+   space at a band's end counts, so a column that ends early or has a picture beside it does not break the chain. A chain that has pieces on both sides cuts the region: the
    bands above it, then everything left of it, everything right of it, then the bands below, each cut again;
 3. what cannot be cut is an *area* (a column, or a run of full-width lines): its bands are its lines.
 
@@ -63,11 +63,14 @@ class _Chain:
     free: list[tuple[float, float]] = field(default_factory=list)  # per band, the free interval it passes through
 
 
-def _chains(bands, x0, x1, lo, hi, h) -> list[_Chain]:
+def _chains(bands, x0, x1, c0, c1, lo, hi, h) -> list[_Chain]:
     done: list[_Chain] = []
     active: list[_Chain] = []
     for i, band in enumerate(bands):
-        free = _free(band, x0, x1, lo, hi, 2 * h)
+        # a gutter is at least two glyphs wide, the band's own glyphs where they are larger (a heading's word
+        # spaces are not gutters)
+        size = max(h, float(np.median(c1[band] - c0[band])))
+        free = _free(band, x0, x1, lo, hi, 2 * size)
         used: set[int] = set()
         still = []
         for ch in active:
@@ -82,9 +85,9 @@ def _chains(bands, x0, x1, lo, hi, h) -> list[_Chain]:
             f = free[best_k]
             used.add(best_k)
             ch.free.append(f)
-            # follow the gutter, but only within a couple of glyphs of where it was (a wide free span at a band's
-            # end must not let it jump to another gutter)
-            ch.track = (max(f[0], ch.track[0] - 2 * h), min(f[1], ch.track[1] + 2 * h))
+            # follow the gutter, but only half a glyph a band (perspective leans columns by far less; the rivers
+            # of justified text wander more, and a wide free span at a band's end must not lead to another gutter)
+            ch.track = (max(f[0], ch.track[0] - 0.5 * h), min(f[1], ch.track[1] + 0.5 * h))
             still.append(ch)
         for k, f in enumerate(free):
             if k not in used:
@@ -128,7 +131,7 @@ def _cut(idx, x0, x1, c0, c1, h, areas) -> None:
     if len(bands) >= 2:
         lo, hi = float(x0[idx].min()), float(x1[idx].max())
         best = None
-        for ch in sorted(_chains(bands, x0, x1, lo, hi, h), key=lambda c: -len(c.free)):
+        for ch in sorted(_chains(bands, x0, x1, c0, c1, lo, hi, h), key=lambda c: -len(c.free)):
             parts = _split(ch, bands, x0, x1, h)
             if parts is not None:
                 best = (ch, parts)

@@ -127,9 +127,10 @@ def invert_regions(
     # blank (or undecided) cells next to such cells follow the background they look like (the margins inside a
     # dark box; not a whole shadow)
     undecided = ~(inv | norm)
+    alike = undecided & (np.abs(p50 - dark) < np.abs(p50 - paper))
+    boxes = _boxes_only(inv | alike)  # judged with every dark-looking cell: the table round a page reaches the border
     near = _shifted(inv.astype(np.float32), np.maximum) > 0
-    inv = inv | (undecided & near & (np.abs(p50 - dark) < np.abs(p50 - paper)))
-    inv = _boxes_only(inv)
+    inv = (inv | (alike & near)) & boxes
     if not inv.any():
         return none
     region = _shifted(inv.astype(np.float32), np.maximum) > 0  # one cell more, for boxes that straddle cells

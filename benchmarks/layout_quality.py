@@ -80,9 +80,15 @@ def score(truth: dict, layout) -> dict:
     found = upright_boxes(truth, [line.quad for line in layout.lines])
     pairs = match(found, true)
     seq = [t for _, t in pairs]  # true indices in found order
-    in_order = sum(b > a for a, b in zip(seq, seq[1:]))
-    return {"true": len(true), "found": len(found), "matched": len(pairs), "pairs": max(len(seq) - 1, 0),
-            "in_order": in_order, "missed": sorted(set(range(len(true))) - set(seq))}
+    in_order = sum(b > a for a, b in zip(seq, seq[1:], strict=False))
+    return {
+        "true": len(true),
+        "found": len(found),
+        "matched": len(pairs),
+        "pairs": max(len(seq) - 1, 0),
+        "in_order": in_order,
+        "missed": sorted(set(range(len(true))) - set(seq)),
+    }
 
 
 def pages(args):
@@ -127,27 +133,39 @@ def main() -> None:
                 r[key] += s[key]
             r["pages_in_order"] += s["in_order"] == s["pairs"]
         miss = s["true"] - s["matched"]
-        print(f"{name} {truth['kind']:5} {truth['columns']} col skew {truth['skew']:+5.1f} (found {layout.angle:+5.1f})"
-              f" lines {s['matched']}/{s['true']} found {s['found']} order {s['in_order']}/{s['pairs']}"
-              f" {seconds:.2f}s", file=sys.stderr, flush=True)
+        print(
+            f"{name} {truth['kind']:5} {truth['columns']} col skew {truth['skew']:+5.1f} (found {layout.angle:+5.1f})"
+            f" lines {s['matched']}/{s['true']} found {s['found']} order {s['in_order']}/{s['pairs']}"
+            f" {seconds:.2f}s",
+            file=sys.stderr,
+            flush=True,
+        )
         if args.debug and (miss or s["found"] > s["matched"] or s["in_order"] < s["pairs"]):
             from vedcli.ocr.debug import draw_layout
 
             Path(args.debug).mkdir(parents=True, exist_ok=True)
             draw_layout(image, layout).save(Path(args.debug) / f"{name}.png")
             (Path(args.debug) / f"{name}.txt").write_text(
-                "\n".join(f"missed {i}: {truth['lines'][i]['box']} {truth['lines'][i]['text']}" for i in s["missed"]))
-    print(f"| pages | n | recall | precision | order (pairs) | pages in order | s/page | MPx/page |")
+                "\n".join(f"missed {i}: {truth['lines'][i]['box']} {truth['lines'][i]['text']}" for i in s["missed"])
+            )
+    print("| pages | n | recall | precision | order (pairs) | pages in order | s/page | MPx/page |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     out = {}
     for k, r in rows.items():
-        fig = {"pages": int(r["pages"]), "recall": r["matched"] / max(r["true"], 1),
-               "precision": r["matched"] / max(r["found"], 1), "order": r["in_order"] / max(r["pairs"], 1),
-               "pages_in_order": r["pages_in_order"] / r["pages"], "seconds_per_page": r["seconds"] / r["pages"],
-               "mpx_per_page": r["mpx"] / r["pages"]}
+        fig = {
+            "pages": int(r["pages"]),
+            "recall": r["matched"] / max(r["true"], 1),
+            "precision": r["matched"] / max(r["found"], 1),
+            "order": r["in_order"] / max(r["pairs"], 1),
+            "pages_in_order": r["pages_in_order"] / r["pages"],
+            "seconds_per_page": r["seconds"] / r["pages"],
+            "mpx_per_page": r["mpx"] / r["pages"],
+        }
         out[k] = fig
-        print(f"| {k} | {fig['pages']} | {fig['recall']:.2%} | {fig['precision']:.2%} | {fig['order']:.2%} |"
-              f" {fig['pages_in_order']:.0%} | {fig['seconds_per_page']:.2f} | {fig['mpx_per_page']:.1f} |")
+        print(
+            f"| {k} | {fig['pages']} | {fig['recall']:.2%} | {fig['precision']:.2%} | {fig['order']:.2%} |"
+            f" {fig['pages_in_order']:.0%} | {fig['seconds_per_page']:.2f} | {fig['mpx_per_page']:.1f} |"
+        )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))

@@ -26,9 +26,13 @@ def page() -> PageText:
     draw = ImageDraw.Draw(image)
     draw.text((40, 30), "A heading of the page", font=ImageFont.truetype(FONT, 34), fill=0)
     body = ImageFont.truetype(FONT, 20)
-    texts = ["The first paragraph holds two lines", "of plain text set in a sans face.",
-             "A second paragraph, after a gap, has", "three lines: <tags> & \"quotes\" are",
-             "escaped in every writer."]
+    texts = [
+        "The first paragraph holds two lines",
+        "of plain text set in a sans face.",
+        "A second paragraph, after a gap, has",
+        'three lines: <tags> & "quotes" are',
+        "escaped in every writer.",
+    ]
     for i, y in enumerate([110, 140, 220, 250, 280]):
         draw.text((40, y), texts[i], font=body, fill=0)
     layout = find_lines(image)
@@ -55,7 +59,7 @@ def test_hocr_parses_with_the_right_structure_and_boxes(page):
     assert re.search(r'image "scan \\"7\\"; a\.png"', pages[0].get("title"))  # quoted, quotes escaped
     lines = by_class(pages[0], "ocr_line")
     assert len(lines) == len(page.layout.lines) == 6
-    for el, line, read in zip(lines, page.layout.lines, page.lines):
+    for el, line, read in zip(lines, page.layout.lines, page.lines, strict=False):
         assert [int(v) for v in title(el)["bbox"]] == list(line.box)
         slope, offset = (float(v) for v in title(el)["baseline"])
         assert abs(slope) < 0.01 and -0.5 * (line.box[3] - line.box[1]) < offset <= 0  # above the box's bottom
@@ -85,7 +89,9 @@ def test_hocr_words_split_in_proportion_to_characters(page):
 
 
 def test_writers_keep_text_safe(page):
-    odd = PageText(page.layout, tuple(LineText(t.text + "\x00\x1b<b>", float("nan")) for t in page.lines), "x\udce9.png")
+    odd = PageText(
+        page.layout, tuple(LineText(t.text + "\x00\x1b<b>", float("nan")) for t in page.lines), "x\udce9.png"
+    )
     root = ET.fromstring(to_hocr([odd]))
     words = by_class(root, "ocrx_word")
     assert any("<b>" in (w.text or "") for w in words) and all("\x00" not in (w.text or "") for w in words)
@@ -98,7 +104,7 @@ def test_alto_parses_with_lines_and_strings(page):
     root = ET.fromstring(to_alto([page]))
     lines = list(root.iter(ALTO + "TextLine"))
     assert len(lines) == 6
-    for el, line, read in zip(lines, page.layout.lines, page.lines):
+    for el, line, read in zip(lines, page.layout.lines, page.lines, strict=False):
         assert [int(el.get(k)) for k in ("HPOS", "VPOS")] == list(line.box[:2])
         assert int(el.get("WIDTH")) == line.box[2] - line.box[0]
         assert " ".join(s.get("CONTENT") for s in el.iter(ALTO + "String")) == read.text
@@ -110,8 +116,11 @@ def test_alto_parses_with_lines_and_strings(page):
 
 def test_plain_text_and_json_record(page):
     text = plain_text(page)
-    assert text.split("\n\n") == ["A heading of the page", "\n".join(t.text for t in page.lines[1:3]),
-                                  "\n".join(t.text for t in page.lines[3:]) + "\n"]
+    assert text.split("\n\n") == [
+        "A heading of the page",
+        "\n".join(t.text for t in page.lines[1:3]),
+        "\n".join(t.text for t in page.lines[3:]) + "\n",
+    ]
     record = json.loads(json.dumps(json_record(page)))
     assert record["size"] == [700, 420] and record["text"] == text
     assert [line["text"] for line in record["lines"]] == [t.text for t in page.lines]

@@ -32,8 +32,20 @@ needs_font = pytest.mark.skipif(not Path(FONT).exists(), reason="DejaVu fonts no
 def page(seed: int = 1, **options):
     from make_pages import Options, make_page
 
-    plain = dict(width=900, columns=2, heading=True, subheadings=False, small_print=False, rules=False,
-                 picture=False, inverted=False, photo=False, skew=0.0, justified=False, font=FONT)
+    plain = dict(
+        width=900,
+        columns=2,
+        heading=True,
+        subheadings=False,
+        small_print=False,
+        rules=False,
+        picture=False,
+        inverted=False,
+        photo=False,
+        skew=0.0,
+        justified=False,
+        font=FONT,
+    )
     plain.update(options)
     return make_page(seed, PARAGRAPHS, [(FONT, 1.0)], Options(**plain))
 
@@ -92,7 +104,7 @@ def test_cut_line_straightens_a_skewed_line():
     assert crop.shape[1] > 8 * crop.shape[0]  # long and low: the line, not a slanted band of the page
     ink_rows = (crop < 128).mean(axis=1)
     assert ink_rows[: max(1, crop.shape[0] // 8)].max() < 0.05  # margins above and below hold no ink
-    assert ink_rows[-max(1, crop.shape[0] // 8):].max() < 0.05
+    assert ink_rows[-max(1, crop.shape[0] // 8) :].max() < 0.05
 
 
 @needs_font
@@ -129,8 +141,12 @@ def test_a_single_line_is_a_line_and_a_page_is_a_page():
 
 
 def test_blank_and_tiny_images_give_no_lines():
-    for image in (Image.new("L", (800, 600), 255), Image.new("RGB", (640, 480), (40, 40, 40)),
-                  Image.new("L", (1, 1), 0), Image.new("RGBA", (300, 200), (0, 0, 0, 0))):
+    for image in (
+        Image.new("L", (800, 600), 255),
+        Image.new("RGB", (640, 480), (40, 40, 40)),
+        Image.new("L", (1, 1), 0),
+        Image.new("RGBA", (300, 200), (0, 0, 0, 0)),
+    ):
         layout = find_lines(image)
         assert layout.lines == () and layout.blocks == ()
         assert decide_layout(image, layout) == "page"  # read as nothing, never as one garbled line
@@ -144,7 +160,7 @@ def test_large_pages_are_analysed_shrunk_with_boxes_in_their_own_pixels():
     full = find_lines(image)
     shrunk = find_lines(image, max_pixels=image.width * image.height // 5)  # analysed at 1/3
     assert len(shrunk.lines) == len(full.lines)
-    for a, b in zip(full.lines, shrunk.lines):
+    for a, b in zip(full.lines, shrunk.lines, strict=False):
         assert np.abs(np.array(a.box) - np.array(b.box)).max() <= 8
 
 
@@ -165,10 +181,19 @@ def test_components_match_scipy():
         labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
         assert comps.n == n
         boxes = ndimage.find_objects(labels)
-        expected = sorted((s[1].start, s[0].start, s[1].stop, s[0].stop, int((labels[s] == i + 1).sum()))
-                          for i, s in enumerate(boxes))
-        got = sorted(zip(comps.x0.tolist(), comps.y0.tolist(), comps.x1.tolist(), comps.y1.tolist(),
-                         comps.area.tolist()))
+        expected = sorted(
+            (s[1].start, s[0].start, s[1].stop, s[0].stop, int((labels[s] == i + 1).sum())) for i, s in enumerate(boxes)
+        )
+        got = sorted(
+            zip(
+                comps.x0.tolist(),
+                comps.y0.tolist(),
+                comps.x1.tolist(),
+                comps.y1.tolist(),
+                comps.area.tolist(),
+                strict=False,
+            )
+        )
         assert got == expected
 
 

@@ -76,8 +76,15 @@ def _pick(value, draw):
 class _Writer:
     """Lays text into a column: greedy line breaking, ragged or justified."""
 
-    def __init__(self, page: _Page, rng: np.random.Generator, fonts: list[str], weights: np.ndarray,
-                 sampler: LineSampler, fixed_font: str | None):
+    def __init__(
+        self,
+        page: _Page,
+        rng: np.random.Generator,
+        fonts: list[str],
+        weights: np.ndarray,
+        sampler: LineSampler,
+        fixed_font: str | None,
+    ):
         self.page, self.rng, self.fonts, self.weights = page, rng, fonts, weights
         self.sampler, self.fixed_font = sampler, fixed_font
 
@@ -95,8 +102,19 @@ class _Writer:
             out = [w for w in out if w]
         return out[:count]
 
-    def paragraph(self, x0: int, x1: int, y: int, y_max: int, size: int, path: str, n_lines: int,
-                  justified: bool, fill: int = 0, centred: bool = False) -> int:
+    def paragraph(
+        self,
+        x0: int,
+        x1: int,
+        y: int,
+        y_max: int,
+        size: int,
+        path: str,
+        n_lines: int,
+        justified: bool,
+        fill: int = 0,
+        centred: bool = False,
+    ) -> int:
         """Lays up to n_lines lines from y; returns the y after the last line (or y if none fitted)."""
         font = ImageFont.truetype(path, size)
         ascent, descent = font.getmetrics()
@@ -125,27 +143,33 @@ class _Writer:
         self.page.block += 1
         return y
 
-    def line(self, words: list[str], x0: int, x1: int, y: int, font, justified: bool, fill: int, centred: bool,
-             size: int) -> None:
+    def line(
+        self, words: list[str], x0: int, x1: int, y: int, font, justified: bool, fill: int, centred: bool, size: int
+    ) -> None:
         draw = self.page.draw
         if justified:
             widths = [font.getlength(w) for w in words]
             gap = (x1 - x0 - sum(widths)) / (len(words) - 1)
             x = float(x0)
             boxes = []
-            for w, wd in zip(words, widths):
+            for w, wd in zip(words, widths, strict=False):
                 draw.text((round(x), y), w, font=font, fill=fill)
                 boxes.append(draw.textbbox((round(x), y), w, font=font))
                 x += wd + gap
-            box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
-                   max(b[3] for b in boxes)]
+            box = [
+                min(b[0] for b in boxes),
+                min(b[1] for b in boxes),
+                max(b[2] for b in boxes),
+                max(b[3] for b in boxes),
+            ]
         else:
             text = " ".join(words)
             x = x0 + (x1 - x0 - font.getlength(text)) / 2 if centred else x0
             draw.text((round(x), y), text, font=font, fill=fill)
             box = list(draw.textbbox((round(x), y), text, font=font))
-        self.page.lines.append({"text": " ".join(words), "box": [int(v) for v in box], "block": self.page.block,
-                                "size": size})
+        self.page.lines.append(
+            {"text": " ".join(words), "box": [int(v) for v in box], "block": self.page.block, "size": size}
+        )
 
 
 def _picture(rng: np.random.Generator, w: int, h: int) -> Image.Image:
@@ -165,8 +189,9 @@ def _picture(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     return out
 
 
-def _layout(rng: np.random.Generator, opts: Options, fonts: list[tuple[str, float]], sampler: LineSampler
-            ) -> tuple[Image.Image, list[dict], dict]:
+def _layout(
+    rng: np.random.Generator, opts: Options, fonts: list[tuple[str, float]], sampler: LineSampler
+) -> tuple[Image.Image, list[dict], dict]:
     W = int(_pick(opts.width, lambda: int(rng.integers(1100, 2000))))
     H = int(round(W * 1.414))
     canvas = Image.new("L", (W, H), 255)
@@ -184,7 +209,9 @@ def _layout(rng: np.random.Generator, opts: Options, fonts: list[tuple[str, floa
     col_w = (W - 2 * mx - (n_cols - 1) * gutter) // n_cols
     justified = bool(_pick(opts.justified, lambda: rng.random() < 0.5))
     drawn = {
-        "columns": n_cols, "body": body, "justified": justified,
+        "columns": n_cols,
+        "body": body,
+        "justified": justified,
         "heading": bool(_pick(opts.heading, lambda: rng.random() < 0.7)),
         "subheadings": bool(_pick(opts.subheadings, lambda: rng.random() < 0.5)),
         "small_print": bool(_pick(opts.small_print, lambda: rng.random() < 0.4)),
@@ -196,8 +223,9 @@ def _layout(rng: np.random.Generator, opts: Options, fonts: list[tuple[str, floa
     y = my
     if drawn["heading"]:
         size = int(body * rng.uniform(1.6, 2.6))
-        y = writer.paragraph(mx, W - mx, y, H - my, size, writer.font_path(), int(rng.integers(1, 3)), False,
-                             centred=rng.random() < 0.5)
+        y = writer.paragraph(
+            mx, W - mx, y, H - my, size, writer.font_path(), int(rng.integers(1, 3)), False, centred=rng.random() < 0.5
+        )
         y += int(body * rng.uniform(0.8, 2.0))
     top = y
     picture_col = int(rng.integers(n_cols)) if drawn["picture"] else -1
@@ -224,14 +252,24 @@ def _layout(rng: np.random.Generator, opts: Options, fonts: list[tuple[str, floa
                 bh = 2 * pad + int(sum(font.getmetrics()) * 1.3 * n)
                 if y + bh < H - my:
                     page.draw.rectangle([x0, y, x1, y + bh], fill=int(rng.integers(0, 70)))
-                    writer.paragraph(x0 + pad, x1 - pad, y + pad, y + bh - pad // 2, body, body_font, n, justified,
-                                     fill=int(rng.integers(200, 256)))
+                    writer.paragraph(
+                        x0 + pad,
+                        x1 - pad,
+                        y + pad,
+                        y + bh - pad // 2,
+                        body,
+                        body_font,
+                        n,
+                        justified,
+                        fill=int(rng.integers(200, 256)),
+                    )
                     y += bh + body
                 inverted_col = -1
             elif drawn["subheadings"] and r < 0.2 and items > 0:
                 y += int(body * 0.5)
-                y = writer.paragraph(x0, x1, y, H - my, int(body * rng.uniform(1.15, 1.5)), writer.font_path(), 1,
-                                     False)
+                y = writer.paragraph(
+                    x0, x1, y, H - my, int(body * rng.uniform(1.15, 1.5)), writer.font_path(), 1, False
+                )
                 y += int(body * 0.3)
             elif drawn["rules"] and r < 0.35:
                 thick = int(rng.integers(1, 4))
@@ -243,8 +281,16 @@ def _layout(rng: np.random.Generator, opts: Options, fonts: list[tuple[str, floa
                     page.draw.rectangle([x0, y + body // 2, x1, y + body // 2 + thick - 1], fill=0)
                     y += body + thick
             elif drawn["small_print"] and r < 0.5:
-                y = writer.paragraph(x0, x1, y, H - my, max(8, int(body * rng.uniform(0.6, 0.8))), body_font,
-                                     int(rng.integers(2, 6)), justified)
+                y = writer.paragraph(
+                    x0,
+                    x1,
+                    y,
+                    H - my,
+                    max(8, int(body * rng.uniform(0.6, 0.8))),
+                    body_font,
+                    int(rng.integers(2, 6)),
+                    justified,
+                )
                 y += int(body * 0.6)
             else:
                 y = writer.paragraph(x0, x1, y, H - my, body, body_font, int(rng.integers(3, 12)), justified)
@@ -256,7 +302,7 @@ def _layout(rng: np.random.Generator, opts: Options, fonts: list[tuple[str, floa
 def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """3x3 H with H @ [x, y, 1] ~ dst for four point pairs."""
     rows, rhs = [], []
-    for (x, y), (u, v) in zip(src, dst):
+    for (x, y), (u, v) in zip(src, dst, strict=False):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
         rhs += [u, v]
@@ -269,8 +315,9 @@ def _apply(hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:]
 
 
-def _degrade(rng: np.random.Generator, canvas: Image.Image, photo: bool, skew: float
-             ) -> tuple[Image.Image, np.ndarray, dict]:
+def _degrade(
+    rng: np.random.Generator, canvas: Image.Image, photo: bool, skew: float
+) -> tuple[Image.Image, np.ndarray, dict]:
     W, H = canvas.size
     corners = np.array([[0, 0], [W, 0], [W, H], [0, H]], dtype=np.float64)
     t = np.deg2rad(skew)
@@ -286,11 +333,11 @@ def _degrade(rng: np.random.Generator, canvas: Image.Image, photo: bool, skew: f
     inv = np.linalg.inv(hm)
     coeffs = (inv / inv[2, 2]).ravel()[:8]
     table = int(rng.integers(10, 90)) if photo else 255
-    page = canvas.transform((int(out_w), int(out_h)), Image.PERSPECTIVE, tuple(coeffs), Image.BILINEAR,
-                            fillcolor=table)
+    page = canvas.transform((int(out_w), int(out_h)), Image.PERSPECTIVE, tuple(coeffs), Image.BILINEAR, fillcolor=table)
     # where the page is (the rest is table / scanner lid)
-    inside = Image.new("L", canvas.size, 255).transform(page.size, Image.PERSPECTIVE, tuple(coeffs), Image.BILINEAR,
-                                                        fillcolor=0)
+    inside = Image.new("L", canvas.size, 255).transform(
+        page.size, Image.PERSPECTIVE, tuple(coeffs), Image.BILINEAR, fillcolor=0
+    )
     arr = np.asarray(page, dtype=np.float32) / 255.0
     on_page = np.asarray(inside, dtype=np.float32) / 255.0
     h, w = arr.shape
@@ -337,8 +384,9 @@ def _degrade(rng: np.random.Generator, canvas: Image.Image, photo: bool, skew: f
     return image, hm, info
 
 
-def make_page(seed: int, paragraphs: list[str], fonts: list[tuple[str, float]] | None = None,
-              options: Options | None = None) -> tuple[Image.Image, dict]:
+def make_page(
+    seed: int, paragraphs: list[str], fonts: list[tuple[str, float]] | None = None, options: Options | None = None
+) -> tuple[Image.Image, dict]:
     """(page image, truth); a pure function of its arguments."""
     rng = np.random.default_rng(seed)
     opts = options or Options()
@@ -346,8 +394,9 @@ def make_page(seed: int, paragraphs: list[str], fonts: list[tuple[str, float]] |
     sampler = LineSampler(paragraphs, random.Random(int(rng.integers(2**63))))
     canvas, lines, drawn = _layout(rng, opts, fonts, sampler)
     photo = bool(_pick(opts.photo, lambda: rng.random() < 0.5))
-    skew = float(_pick(opts.skew, lambda: rng.uniform(-10, 10) if (photo or rng.random() < 0.3) else
-                       rng.normal(0, 0.7)))
+    skew = float(
+        _pick(opts.skew, lambda: rng.uniform(-10, 10) if (photo or rng.random() < 0.3) else rng.normal(0, 0.7))
+    )
     image, hm, info = _degrade(rng, canvas, photo, skew)
     for line in lines:
         x0, y0, x1, y1 = line["box"]
@@ -356,8 +405,15 @@ def make_page(seed: int, paragraphs: list[str], fonts: list[tuple[str, float]] |
             c = info["curl"]
             quad[:, 1] += c["amp"] * np.sin(np.pi * quad[:, 0] / c["width"] + c["phase"])
         line["quad"] = np.round(quad, 1).tolist()
-    truth = {"size": list(image.size), "homography": hm.tolist(), "kind": "photo" if photo else "scan",
-             "skew": skew, **drawn, **info, "lines": lines}
+    truth = {
+        "size": list(image.size),
+        "homography": hm.tolist(),
+        "kind": "photo" if photo else "scan",
+        "skew": skew,
+        **drawn,
+        **info,
+        "lines": lines,
+    }
     return image, truth
 
 
@@ -386,8 +442,11 @@ def main() -> None:
         image, truth = make_page(args.seed * 100003 + i, paragraphs, fonts, Options(width=args.width))
         image.save(out / f"{i:04d}.png")
         (out / f"{i:04d}.json").write_text(json.dumps(truth, ensure_ascii=False))
-        print(f"{i + 1}/{args.count} {truth['kind']} {truth['columns']} col {len(truth['lines'])} lines",
-              file=sys.stderr, flush=True)
+        print(
+            f"{i + 1}/{args.count} {truth['kind']} {truth['columns']} col {len(truth['lines'])} lines",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -10,5 +10,19 @@ from .hocr import to_hocr
 from .layout import Block, Line, PageLayout, cut_line, decide_layout, find_lines
 from .results import LineText, PageText, Word, json_record, plain_text
 
-__all__ = ["Block", "Line", "LineText", "PageLayout", "PageText", "Word", "cut_line", "decide_layout", "draw_layout",
-           "find_lines", "json_record", "plain_text", "to_alto", "to_hocr"]
+__all__ = [
+    "Block",
+    "Line",
+    "LineText",
+    "PageLayout",
+    "PageText",
+    "Word",
+    "cut_line",
+    "decide_layout",
+    "draw_layout",
+    "find_lines",
+    "json_record",
+    "plain_text",
+    "to_alto",
+    "to_hocr",
+]

@@ -5,8 +5,8 @@ words. Word boxes as in hOCR (`results.split_words`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 from .layout import Box
 from .results import PageText, clean, split_words
@@ -26,48 +26,61 @@ def _union(boxes: list[Box]) -> Box:
 def to_alto(pages: Sequence[PageText]) -> str:
     """One ALTO document for the pages (file name: the first page's image)."""
     first = escape(clean(pages[0].image), quote=False) if pages else ""
-    out = ['<?xml version="1.0" encoding="UTF-8"?>\n',
-           f'<alto xmlns="{NS}" xmlns:xlink="http://www.w3.org/1999/xlink" '
-           'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-           f'xsi:schemaLocation="{NS} http://www.loc.gov/alto/v4/alto-4-2.xsd">\n',
-           " <Description>\n  <MeasurementUnit>pixel</MeasurementUnit>\n",
-           f"  <sourceImageInformation>\n   <fileName>{first}</fileName>\n  </sourceImageInformation>\n",
-           '  <OCRProcessing ID="OCR_0">\n   <ocrProcessingStep>\n    <processingSoftware>\n'
-           "     <softwareName>ved</softwareName>\n    </processingSoftware>\n   </ocrProcessingStep>\n"
-           "  </OCRProcessing>\n </Description>\n <Layout>\n"]
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n',
+        f'<alto xmlns="{NS}" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:schemaLocation="{NS} http://www.loc.gov/alto/v4/alto-4-2.xsd">\n',
+        " <Description>\n  <MeasurementUnit>pixel</MeasurementUnit>\n",
+        f"  <sourceImageInformation>\n   <fileName>{first}</fileName>\n  </sourceImageInformation>\n",
+        '  <OCRProcessing ID="OCR_0">\n   <ocrProcessingStep>\n    <processingSoftware>\n'
+        "     <softwareName>ved</softwareName>\n    </processingSoftware>\n   </ocrProcessingStep>\n"
+        "  </OCRProcessing>\n </Description>\n <Layout>\n",
+    ]
     n_line = n_word = 0
     for p_no, page in enumerate(pages, start=1):
         w, h = page.layout.size
         lines = page.layout.lines
-        out.append(f'  <Page ID="page_{p_no}" PHYSICAL_IMG_NR="{p_no}" WIDTH="{w}" HEIGHT="{h}">\n'
-                   f'   <PrintSpace HPOS="0" VPOS="0" WIDTH="{w}" HEIGHT="{h}">\n')
+        out.append(
+            f'  <Page ID="page_{p_no}" PHYSICAL_IMG_NR="{p_no}" WIDTH="{w}" HEIGHT="{h}">\n'
+            f'   <PrintSpace HPOS="0" VPOS="0" WIDTH="{w}" HEIGHT="{h}">\n'
+        )
         areas: dict[int, list[int]] = {}
         for i, line in enumerate(lines):
             areas.setdefault(line.area, []).append(i)
         for a_no, members in enumerate(areas.values(), start=1):
-            out.append(f'    <ComposedBlock ID="cblock_{p_no}_{a_no}" {_pos(_union([lines[i].box for i in members]))}>\n')
+            out.append(
+                f'    <ComposedBlock ID="cblock_{p_no}_{a_no}" {_pos(_union([lines[i].box for i in members]))}>\n'
+            )
             blocks: dict[int, list[int]] = {}
             for i in members:
                 blocks.setdefault(lines[i].block, []).append(i)
             for b, in_block in blocks.items():
-                out.append(f'     <TextBlock ID="block_{p_no}_{b + 1}" '
-                           f'{_pos(_union([lines[i].box for i in in_block]))}>\n')
+                out.append(
+                    f'     <TextBlock ID="block_{p_no}_{b + 1}" {_pos(_union([lines[i].box for i in in_block]))}>\n'
+                )
                 for i in in_block:
                     line, read = lines[i], page.lines[i]
                     n_line += 1
                     (bx0, by0), (bx1, by1) = line.quad[3], line.quad[2]  # the bottom edge, as a baseline sketch
-                    out.append(f'      <TextLine ID="line_{n_line}" {_pos(line.box)} '
-                               f'BASELINE="{bx0:.0f},{by0:.0f} {bx1:.0f},{by1:.0f}">\n')
+                    out.append(
+                        f'      <TextLine ID="line_{n_line}" {_pos(line.box)} '
+                        f'BASELINE="{bx0:.0f},{by0:.0f} {bx1:.0f},{by1:.0f}">\n'
+                    )
                     words = split_words(line, read)
                     for k, word in enumerate(words):
                         n_word += 1
                         if k:
                             prev = words[k - 1].box
-                            out.append(f'       <SP WIDTH="{max(0, word.box[0] - prev[2])}" HPOS="{prev[2]}" '
-                                       f'VPOS="{line.box[1]}"/>\n')
+                            out.append(
+                                f'       <SP WIDTH="{max(0, word.box[0] - prev[2])}" HPOS="{prev[2]}" '
+                                f'VPOS="{line.box[1]}"/>\n'
+                            )
                         wc = "" if word.score is None else f' WC="{max(0.0, min(1.0, word.score)):.2f}"'
-                        out.append(f'       <String ID="string_{n_word}" {_pos(word.box)}{wc} '
-                                   f'CONTENT="{escape(clean(word.text), quote=True)}"/>\n')
+                        out.append(
+                            f'       <String ID="string_{n_word}" {_pos(word.box)}{wc} '
+                            f'CONTENT="{escape(clean(word.text), quote=True)}"/>\n'
+                        )
                     out.append("      </TextLine>\n")
                 out.append("     </TextBlock>\n")
             out.append("    </ComposedBlock>\n")

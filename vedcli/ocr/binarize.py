@@ -151,7 +151,7 @@ def invert_regions(
 
     parts = label(dark_px)
     ids = np.zeros(dark_px.shape, dtype=np.int32)
-    for k, r, s0, e0 in zip(parts.run_label, parts.run_rows, parts.run_starts, parts.run_ends):
+    for k, r, s0, e0 in zip(parts.run_label, parts.run_rows, parts.run_starts, parts.run_ends, strict=False):
         ids[r, s0:e0] = k + 1
     # how evenly dark each region's ground is: in its cells, (median - 10th) / (90th - 10th) is small under white
     # text on a flat box (the strokes are the bright minority) and about a half in a picture's continuous tones
@@ -165,7 +165,7 @@ def invert_regions(
         # a dark box is one dark ground; a bold heading whose cells are mostly ink is dark letters apart
         r0, r1, c0, c1 = ys.min() * step, (ys.max() + 1) * step, xs.min() * step, (xs.max() + 1) * step
         crop = g[r0:r1, c0:c1]
-        inside = np.repeat(np.repeat(ids[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1] == k, step, 0), step, 1)
+        inside = np.repeat(np.repeat(ids[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] == k, step, 0), step, 1)
         inside = inside[: crop.shape[0], : crop.shape[1]]
         cr = np.minimum(np.arange(r0, r0 + crop.shape[0]) // cell, ny - 1)
         cc = np.minimum(np.arange(c0, c0 + crop.shape[1]) // cell, nx - 1)
@@ -215,8 +215,7 @@ def ink(image: Image.Image | np.ndarray, k: float = 0.2, r: float = 128.0) -> In
     window = max(15, cell | 1)
     step = max(1, window // 10)
     hs, ws = -(-H // step), -(-W // step)
-    padded = np.pad(p, ((0, hs * step - H), (0, ws * step - W)), mode="edge") if (hs * step, ws * step) != (H, W) \
-        else p
+    padded = np.pad(p, ((0, hs * step - H), (0, ws * step - W)), mode="edge") if (hs * step, ws * step) != (H, W) else p
     blocks = padded.reshape(hs, step, ws, step)
     m_p = blocks.mean(axis=(1, 3), dtype=np.float32)
     sq_p = np.einsum("aibj,aibj->ab", blocks, blocks, dtype=np.float32) / (step * step)

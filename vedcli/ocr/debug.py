@@ -8,8 +8,18 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .layout import PageLayout
 
-COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (128, 128, 0), (0, 128, 128), (170, 110, 40)]
+COLOURS = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (128, 128, 0),
+    (0, 128, 128),
+    (170, 110, 40),
+]
 
 
 def draw_layout(image: Image.Image, layout: PageLayout) -> Image.Image:
@@ -32,7 +42,7 @@ def draw_layout(image: Image.Image, layout: PageLayout) -> Image.Image:
         colour = COLOURS[line.area % len(COLOURS)]
         points = [*line.quad, line.quad[0]]
         if line.inverted:
-            for a, b in zip(points, points[1:]):
+            for a, b in zip(points, points[1:], strict=False):
                 _dashed(draw, a, b, colour, width)
         else:
             draw.line(points, fill=colour, width=width)
@@ -48,6 +58,12 @@ def _dashed(draw: ImageDraw.ImageDraw, a, b, colour, width: int) -> None:
     t = 0.0
     while t < length:
         t1 = min(length, t + step / 2)
-        draw.line([(x0 + (x1 - x0) * t / length, y0 + (y1 - y0) * t / length),
-                   (x0 + (x1 - x0) * t1 / length, y0 + (y1 - y0) * t1 / length)], fill=colour, width=width)
+        draw.line(
+            [
+                (x0 + (x1 - x0) * t / length, y0 + (y1 - y0) * t / length),
+                (x0 + (x1 - x0) * t1 / length, y0 + (y1 - y0) * t1 / length),
+            ],
+            fill=colour,
+            width=width,
+        )
         t += step

@@ -7,8 +7,8 @@ characters (`results.split_words`) when it gives none.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 from .layout import Box, Line
 from .results import PageText, clean, split_words
@@ -59,33 +59,43 @@ def hocr_page(page: PageText, number: int = 1) -> str:
     layout = page.layout
     w, h = layout.size
     name = escape(clean(page.image), quote=True).replace("&quot;", "\\&quot;")
-    out = [f'  <div class="ocr_page" id="page_{number}" title="image &quot;{name}&quot;; bbox 0 0 {w} {h}; '
-           f'ppageno {number - 1}">\n']
+    out = [
+        f'  <div class="ocr_page" id="page_{number}" title="image &quot;{name}&quot;; bbox 0 0 {w} {h}; '
+        f'ppageno {number - 1}">\n'
+    ]
     n_line = n_word = 0
     lines = layout.lines
     areas: dict[int, list[int]] = {}
     for i, line in enumerate(lines):
         areas.setdefault(line.area, []).append(i)
     for a_no, (_, members) in enumerate(areas.items(), start=1):
-        out.append(f'   <div class="ocr_carea" id="block_{number}_{a_no}" '
-                   f'title="{_bbox(_union([lines[i].box for i in members]))}">\n')
+        out.append(
+            f'   <div class="ocr_carea" id="block_{number}_{a_no}" '
+            f'title="{_bbox(_union([lines[i].box for i in members]))}">\n'
+        )
         blocks: dict[int, list[int]] = {}
         for i in members:
             blocks.setdefault(lines[i].block, []).append(i)
         for b, in_block in blocks.items():
-            out.append(f'    <p class="ocr_par" id="par_{number}_{b + 1}" '
-                       f'title="{_bbox(_union([lines[i].box for i in in_block]))}">\n')
+            out.append(
+                f'    <p class="ocr_par" id="par_{number}_{b + 1}" '
+                f'title="{_bbox(_union([lines[i].box for i in in_block]))}">\n'
+            )
             for i in in_block:
                 line, read = lines[i], page.lines[i]
                 n_line += 1
-                out.append(f'     <span class="ocr_line" id="line_{number}_{n_line}" title="{_bbox(line.box)}; '
-                           f'{_baseline(line, layout.frame)}; x_size {line.height:.0f}">')
+                out.append(
+                    f'     <span class="ocr_line" id="line_{number}_{n_line}" title="{_bbox(line.box)}; '
+                    f'{_baseline(line, layout.frame)}; x_size {line.height:.0f}">'
+                )
                 words = split_words(line, read)
                 for k, word in enumerate(words):
                     n_word += 1
                     sep = "" if k == 0 else " "
-                    out.append(f'{sep}<span class="ocrx_word" id="word_{number}_{n_word}" title="{_bbox(word.box)}; '
-                               f'x_wconf {_conf(word.score)}">{escape(clean(word.text), quote=False)}</span>')
+                    out.append(
+                        f'{sep}<span class="ocrx_word" id="word_{number}_{n_word}" title="{_bbox(word.box)}; '
+                        f'x_wconf {_conf(word.score)}">{escape(clean(word.text), quote=False)}</span>'
+                    )
                 out.append("</span>\n")
             out.append("    </p>\n")
         out.append("   </div>\n")

@@ -20,8 +20,16 @@ from PIL import Image, ImageOps
 from . import binarize
 from .components import label
 from .deskew import Frame, estimate_angle
-from .lines import (FrameLines, build_lines, inside_boxes, picture_blobs, picture_regions, remove_rules, skew_points,
-                    text_height)
+from .lines import (
+    FrameLines,
+    build_lines,
+    inside_boxes,
+    picture_blobs,
+    picture_regions,
+    remove_rules,
+    skew_points,
+    text_height,
+)
 
 MAX_PIXELS = 12_000_000  # pages above this are analysed shrunk (memory and time stay bounded)
 
@@ -72,8 +80,9 @@ def _working(image: Image.Image, max_pixels: int) -> tuple[np.ndarray, int]:
     """Grey array to analyse and its shrink factor."""
     factor = max(1, math.ceil(math.sqrt(image.width * image.height / max_pixels)))
     if factor > 1:
-        image = image.reduce(factor) if image.mode in ("L", "RGB", "RGBA", "LA") else image.convert("RGB").reduce(
-            factor)
+        image = (
+            image.reduce(factor) if image.mode in ("L", "RGB", "RGBA", "LA") else image.convert("RGB").reduce(factor)
+        )
     return binarize.grey(image), factor
 
 
@@ -127,8 +136,15 @@ def find_lines(image: Image.Image, max_pixels: int = MAX_PIXELS) -> PageLayout:
     if ink.inverted.any():
         inv_img = Image.fromarray(ink.inverted.view(np.uint8) * 255, "L")
         inv_up = np.asarray(frame.warp(inv_img)) > 127 if angle else ink.inverted
-    return _to_image(size, factor, frame, found, h, inv_up, {"cell": ink.cell, "flow": found.flow, "pieces": found.pieces,
-                                                              "working_frame": frame, "factor": factor})
+    return _to_image(
+        size,
+        factor,
+        frame,
+        found,
+        h,
+        inv_up,
+        {"cell": ink.cell, "flow": found.flow, "pieces": found.pieces, "working_frame": frame, "factor": factor},
+    )
 
 
 def _drop_cut(found: FrameLines, frame: Frame, shape: tuple[int, int], h: float) -> FrameLines:
@@ -144,8 +160,17 @@ def _drop_cut(found: FrameLines, frame: Frame, shape: tuple[int, int], h: float)
     if all(keep):
         return found
     k = np.array(keep)
-    return FrameLines(found.u0[k], found.u1[k], found.top[k], found.bottom[k], found.baseline[k], found.height[k],
-                      [a for a, ok in zip(found.area, keep) if ok], found.flow, found.pieces)
+    return FrameLines(
+        found.u0[k],
+        found.u1[k],
+        found.top[k],
+        found.bottom[k],
+        found.baseline[k],
+        found.height[k],
+        [a for a, ok in zip(found.area, keep, strict=False) if ok],
+        found.flow,
+        found.pieces,
+    )
 
 
 def _paragraphs(found: FrameLines) -> list[list[int]]:
@@ -157,7 +182,7 @@ def _paragraphs(found: FrameLines) -> list[list[int]]:
             same_size = 0.75 < found.height[i] / max(found.height[prev], 1e-6) < 1.33
             pitch = found.baseline[i] - found.baseline[prev]
             gap = found.top[i] - found.bottom[prev]
-            typical = [found.baseline[b] - found.baseline[a] for a, b in zip(blocks[-1], blocks[-1][1:])]
+            typical = [found.baseline[b] - found.baseline[a] for a, b in zip(blocks[-1], blocks[-1][1:], strict=False)]
             usual = float(np.median(typical)) if typical else 2.6 * found.height[prev]
             if same_size and 0 < pitch <= 1.35 * usual + 1 and gap < 1.5 * found.height[prev]:
                 blocks[-1].append(i)
@@ -181,9 +206,13 @@ def _to_image(size, factor, frame: Frame, found: FrameLines, h: float, inv_up, i
         x, y = frame.to_image(us, vs)
         x, y = x * factor, y * factor
         qu, qv = final.to_frame(x, y)
-        quad = tuple((round(float(a), 1), round(float(b), 1)) for a, b in zip(x, y))
-        box = (max(0, int(np.floor(x.min()))), max(0, int(np.floor(y.min()))),
-               min(size[0], int(np.ceil(x.max()))), min(size[1], int(np.ceil(y.max()))))
+        quad = tuple((round(float(a), 1), round(float(b), 1)) for a, b in zip(x, y, strict=False))
+        box = (
+            max(0, int(np.floor(x.min()))),
+            max(0, int(np.floor(y.min()))),
+            min(size[0], int(np.ceil(x.max()))),
+            min(size[1], int(np.ceil(y.max()))),
+        )
         um = (u0 + u1) / 2
         bx, by = frame.to_image(np.array([um]), np.array([found.baseline[i] + flow.shift(um, found.baseline[i])]))
         _, base_v = final.to_frame(bx * factor, by * factor)
@@ -192,14 +221,28 @@ def _to_image(size, factor, frame: Frame, found: FrameLines, h: float, inv_up, i
             r0, r1 = int(max(0, top + flow.shift(um, top))), int(min(inv_up.shape[0], bottom + flow.shift(um, bottom)))
             c0, c1 = int(max(0, u0)), int(min(inv_up.shape[1], u1))
             inverted = bool(r1 > r0 and c1 > c0 and inv_up[r0:r1, c0:c1].mean() > 0.5)
-        lines.append(Line(box, quad, (float(qu.min()), float(qv.min()), float(qu.max()), float(qv.max())),
-                          float(base_v[0]), float(found.height[i] * factor), block_of[i], int(found.area[i]),
-                          inverted))
+        lines.append(
+            Line(
+                box,
+                quad,
+                (float(qu.min()), float(qv.min()), float(qu.max()), float(qv.max())),
+                float(base_v[0]),
+                float(found.height[i] * factor),
+                block_of[i],
+                int(found.area[i]),
+                inverted,
+            )
+        )
     out_blocks = []
     for members in blocks:
         bb = np.array([lines[i].box for i in members])
-        out_blocks.append(Block((int(bb[:, 0].min()), int(bb[:, 1].min()), int(bb[:, 2].max()), int(bb[:, 3].max())),
-                                tuple(members), lines[members[0]].area))
+        out_blocks.append(
+            Block(
+                (int(bb[:, 0].min()), int(bb[:, 1].min()), int(bb[:, 2].max()), int(bb[:, 3].max())),
+                tuple(members),
+                lines[members[0]].area,
+            )
+        )
     return PageLayout(size, frame.angle, final, tuple(lines), tuple(out_blocks), h * factor, info)
 
 
@@ -228,7 +271,7 @@ def _quad_angle(quad: Quad) -> float:
 
 
 def decide_layout(image: Image.Image, layout: PageLayout | None = None) -> str:
-    """"line" when the image is one text line (its lines side by side, nearly filling its height), else "page"
+    """ "line" when the image is one text line (its lines side by side, nearly filling its height), else "page"
     (a blank image is a page: it reads as nothing)."""
     layout = layout or find_lines(image)
     if not layout.lines:
@@ -236,5 +279,5 @@ def decide_layout(image: Image.Image, layout: PageLayout | None = None) -> str:
     tops = [ln.upright[1] for ln in layout.lines]
     bottoms = [ln.upright[3] for ln in layout.lines]
     one_band = max(tops) < min(bottoms)  # every line overlaps every other vertically
-    tallest = max(b - t for t, b in zip(tops, bottoms))
+    tallest = max(b - t for t, b in zip(tops, bottoms, strict=False))
     return "line" if one_band and image.height <= 3.0 * tallest else "page"

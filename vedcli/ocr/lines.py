@@ -34,8 +34,12 @@ def picture_blobs(comps: Components, h: float) -> np.ndarray:
     pic = (hh > 4 * h) & (ww > 4 * h) & (fill > 0.35)
     out = pic.copy()
     for i in np.flatnonzero(pic):
-        out |= (comps.x0 >= comps.x0[i]) & (comps.x1 <= comps.x1[i]) & (comps.y0 >= comps.y0[i]) & (
-            comps.y1 <= comps.y1[i])
+        out |= (
+            (comps.x0 >= comps.x0[i])
+            & (comps.x1 <= comps.x1[i])
+            & (comps.y0 >= comps.y0[i])
+            & (comps.y1 <= comps.y1[i])
+        )
     return out
 
 
@@ -45,8 +49,11 @@ def skew_points(comps: Components, h: float, keep: np.ndarray) -> tuple[np.ndarr
     sel = keep & (hh >= 0.5 * h) & (hh <= 3 * h) & (ww <= 4 * h)
     xc = (comps.x0[sel] + comps.x1[sel]) / 2
     wt = ww[sel].astype(np.float64)
-    return (np.concatenate([xc, xc]), np.concatenate([comps.y0[sel], comps.y1[sel]]).astype(np.float64),
-            np.concatenate([wt, wt]))
+    return (
+        np.concatenate([xc, xc]),
+        np.concatenate([comps.y0[sel], comps.y1[sel]]).astype(np.float64),
+        np.concatenate([wt, wt]),
+    )
 
 
 def remove_rules(mask: np.ndarray, length: int, horizontal: bool = True, vertical: bool = True) -> np.ndarray:
@@ -138,8 +145,7 @@ def attach(cx: np.ndarray, cy: np.ndarray, mh: np.ndarray, boxes: np.ndarray, he
     u0, v0, u1, v1 = (boxes[:, k][None, :] for k in range(4))
     lh = heights[None, :]
     x, y = cx[:, None], cy[:, None]
-    inside = (x >= u0 - lh) & (x <= u1 + lh) & (y >= v0 - 0.6 * lh) & (y <= v1 + 0.6 * lh) & (
-        mh[:, None] <= 1.8 * lh)
+    inside = (x >= u0 - lh) & (x <= u1 + lh) & (y >= v0 - 0.6 * lh) & (y <= v1 + 0.6 * lh) & (mh[:, None] <= 1.8 * lh)
     dist = np.abs(y - np.clip(y, v0, v1)) + 1e-3 * np.abs(y - (v0 + v1) / 2)
     dist = np.where(inside, dist, np.inf)
     best = np.argmin(dist, axis=1)
@@ -248,18 +254,23 @@ def build_lines(comps: Components, h: float, shape: tuple[int, int]) -> FrameLin
     order = np.argsort(piece, kind="stable")
     order = order[piece[order] >= 0]
     bounds = np.searchsorted(piece[order], np.arange(int(piece.max()) + 2))
-    members = [order[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
+    members = [order[s:e] for s, e in zip(bounds[:-1], bounds[1:], strict=False)]
     # the flow, from the slopes of long pieces; then every glyph levelled
     fits = [(m, piece_slope(gxc[m], gy1[m], h)) for m in members]
     fits = [(m, s) for m, s in fits if s is not None]
-    flow = fit_flow(np.array([gxc[m].mean() for m, _ in fits]), np.array([gy1[m].mean() for m, _ in fits]),
-                    np.array([s for _, s in fits]), np.array([np.ptp(gxc[m]) for m, _ in fits]), shape)
+    flow = fit_flow(
+        np.array([gxc[m].mean() for m, _ in fits]),
+        np.array([gy1[m].mean() for m, _ in fits]),
+        np.array([s for _, s in fits]),
+        np.array([np.ptp(gxc[m]) for m, _ in fits]),
+        shape,
+    )
     drift = flow.shift(gxc, (gy0 + gy1) / 2)
     fy0, fy1 = gy0 - drift, gy1 - drift
     # pieces of one or two short marks (a comma or a quote apart from its word) join a line at the end
     is_mark = np.array([m.size <= 2 and gh[m].max() < 0.8 * h for m in members])
     marks = np.concatenate([members[p] for p in np.flatnonzero(is_mark)] + [np.flatnonzero(stick)])
-    members = [m for m, mk in zip(members, is_mark) if not mk]
+    members = [m for m, mk in zip(members, is_mark, strict=False) if not mk]
     if not members:
         return empty
     p_x0 = np.array([gx0[m].min() for m in members])
@@ -297,12 +308,22 @@ def build_lines(comps: Components, h: float, shape: tuple[int, int]) -> FrameLin
         np.minimum.at(boxes[:, 1], to[hit], my0[hit] - sd[hit])
         np.maximum.at(boxes[:, 2], to[hit], mx1[hit])
         np.maximum.at(boxes[:, 3], to[hit], my1[hit] - sd[hit])
-    return FrameLines(boxes[:, 0], boxes[:, 2], boxes[:, 1], boxes[:, 3], baselines, heights, area, flow,
-                      np.stack([p_x0, p_c0, p_x1, p_c1], axis=1))
+    return FrameLines(
+        boxes[:, 0],
+        boxes[:, 2],
+        boxes[:, 1],
+        boxes[:, 3],
+        baselines,
+        heights,
+        area,
+        flow,
+        np.stack([p_x0, p_c0, p_x1, p_c1], axis=1),
+    )
 
 
-def picture_regions(comps: Components, h: float, regions: np.ndarray, tone: np.ndarray, step: int
-                    ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+def picture_regions(
+    comps: Components, h: float, regions: np.ndarray, tone: np.ndarray, step: int
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """The turned-round regions that are dark pictures, not white text on a dark box: (region id, x and y samples
     of its pixels). A picture's dark ground has spread tones; turned round, text gives glyph-sized components covering
     a good share of its area, a picture specks and large dense blobs."""

@@ -8,8 +8,9 @@ not overlap the next line's even where ascenders and descenders do). In a region
 1. pieces whose cores overlap form *bands* (one line of one column, or one row across columns), top to bottom;
 2. a *gutter* is a chain of consecutive bands whose free intervals (at least `2 h` wide, h the usual glyph height,
    about half an em, or the band's own if larger) overlap band to band by that much, drifting at most h / 2 a band;
-   space at a band's end counts, so a column that ends early or has a picture beside it does not break the chain. A chain that has pieces on both sides cuts the region: the
-   bands above it, then everything left of it, everything right of it, then the bands below, each cut again;
+   space at a band's end counts, so a column that ends early or has a picture beside it does not break the chain.
+   A chain that has pieces on both sides cuts the region: the bands above it, then everything left of it,
+   everything right of it, then the bands below, each cut again;
 3. what cannot be cut is an *area* (a column, or a run of full-width lines): its bands are its lines.
 
 A gutter of only two bands must be `3 h` wide, so word spaces of justified text that happen to line up between two
@@ -38,8 +39,9 @@ def _bands(idx: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> list[np.ndarray]:
     return [np.array(b) for b in bands]
 
 
-def _free(band: np.ndarray, x0: np.ndarray, x1: np.ndarray, lo: float, hi: float, width: float
-          ) -> list[tuple[float, float]]:
+def _free(
+    band: np.ndarray, x0: np.ndarray, x1: np.ndarray, lo: float, hi: float, width: float
+) -> list[tuple[float, float]]:
     """Intervals of [lo, hi] not covered by the band's pieces, at least `width` wide."""
     out = []
     at = lo
@@ -105,7 +107,7 @@ def _split(ch: _Chain, bands, x0, x1, h) -> tuple[list[int], list[int]] | None:
     left: list[int] = []
     right: list[int] = []
     rows_both = 0
-    for band, (s, _e) in zip(bands[ch.first : ch.first + n], ch.free):
+    for band, (s, _e) in zip(bands[ch.first : ch.first + n], ch.free, strict=False):
         lm = band[x1[band] <= s + 1e-6]
         rm = band[x0[band] > s + 1e-6]
         left += lm.tolist()
@@ -116,8 +118,7 @@ def _split(ch: _Chain, bands, x0, x1, h) -> tuple[list[int], list[int]] | None:
     return left, right
 
 
-def reading_order(x0: np.ndarray, x1: np.ndarray, c0: np.ndarray, c1: np.ndarray, h: float
-                  ) -> list[list[np.ndarray]]:
+def reading_order(x0: np.ndarray, x1: np.ndarray, c0: np.ndarray, c1: np.ndarray, h: float) -> list[list[np.ndarray]]:
     """Areas in reading order; each a list of bands (top to bottom), each band the piece indices left to right."""
     x0, x1, c0, c1 = (np.asarray(a, dtype=np.float64) for a in (x0, x1, c0, c1))
     areas: list[list[np.ndarray]] = []

@@ -38,7 +38,9 @@ class PageText:
 def clean(text: str) -> str:
     """Text safe for XML and any UTF-8 writer: no control characters, undecodable bytes (surrogates) escaped."""
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(ch for ch in text if ch in "\t\n" or (ch >= " " and ch != "\x7f" and not 0xFFFE <= ord(ch) <= 0xFFFF))
+    return "".join(
+        ch for ch in text if ch in "\t\n" or (ch >= " " and ch != "\x7f" and not 0xFFFE <= ord(ch) <= 0xFFFF)
+    )
 
 
 def split_words(line: Line, read: LineText) -> tuple[Word, ...]:
@@ -60,8 +62,12 @@ def split_words(line: Line, read: LineText) -> tuple[Word, ...]:
         # the sub-quad from fraction a to b along the top (0 -> 1) and bottom (3 -> 2) edges
         xs = [x0 + (x1 - x0) * a, x0 + (x1 - x0) * b, x3 + (x2 - x3) * b, x3 + (x2 - x3) * a]
         ys = [y0 + (y1 - y0) * a, y0 + (y1 - y0) * b, y3 + (y2 - y3) * b, y3 + (y2 - y3) * a]
-        box = (max(line.box[0], int(min(xs))), max(line.box[1], int(min(ys))),
-               min(line.box[2], int(round(max(xs)))), min(line.box[3], int(round(max(ys)))))
+        box = (
+            max(line.box[0], int(min(xs))),
+            max(line.box[1], int(min(ys))),
+            min(line.box[2], int(round(max(xs)))),
+            min(line.box[3], int(round(max(ys)))),
+        )
         words.append(Word(token, box, read.score))
     return tuple(words)
 
@@ -70,7 +76,7 @@ def plain_text(page: PageText) -> str:
     """One line per line, a blank line between blocks (paragraphs, headings, columns); empty for a blank page."""
     out: list[str] = []
     previous = None
-    for line, read in zip(page.layout.lines, page.lines):
+    for line, read in zip(page.layout.lines, page.lines, strict=False):
         if previous is not None and line.block != previous:
             out.append("")
         out.append(clean(read.text))
@@ -86,7 +92,14 @@ def json_record(page: PageText) -> dict:
         "size": list(layout.size),
         "angle": round(layout.angle, 2),
         "text": plain_text(page),
-        "lines": [{"box": list(line.box), "quad": [list(p) for p in line.quad], "block": line.block,
-                   "text": clean(read.text), "score": None if read.score is None else round(read.score, 4)}
-                  for line, read in zip(layout.lines, page.lines)],
+        "lines": [
+            {
+                "box": list(line.box),
+                "quad": [list(p) for p in line.quad],
+                "block": line.block,
+                "text": clean(read.text),
+                "score": None if read.score is None else round(read.score, 4),
+            }
+            for line, read in zip(layout.lines, page.lines, strict=False)
+        ],
     }

@@ -13,8 +13,9 @@ not overlap the next line's even where ascenders and descenders do). In a region
    everything right of it, then the bands below, each cut again;
 3. what cannot be cut is an *area* (a column, or a run of full-width lines): its bands are its lines.
 
-A gutter of only two bands must be `3 h` wide, so word spaces of justified text that happen to line up between two
-lines do not split them; a single band (a line with a wide gap) is never cut.
+A gutter of only two bands must be `3 h` wide, and the text right of a gutter must start at one edge (band to band
+within h, in most bands), so the word spaces of justified text that happen to line up do not split lines; a single
+band (a line with a wide gap) is never cut.
 """
 
 from __future__ import annotations
@@ -107,13 +108,21 @@ def _split(ch: _Chain, bands, x0, x1, h) -> tuple[list[int], list[int]] | None:
     left: list[int] = []
     right: list[int] = []
     rows_both = 0
+    starts = []  # where the text right of the gutter starts, band by band
     for band, (s, _e) in zip(bands[ch.first : ch.first + n], ch.free, strict=False):
         lm = band[x1[band] <= s + 1e-6]
         rm = band[x0[band] > s + 1e-6]
         left += lm.tolist()
         right += rm.tolist()
         rows_both += bool(lm.size and rm.size)
+        if rm.size:
+            starts.append(float(x0[rm].min()))
     if not left or not right or rows_both == 0:
+        return None
+    # a column's lines start at one edge (leaning a little at most); words after the wide spaces of justified text
+    # that happen to line up start anywhere
+    steps = np.abs(np.diff(starts))
+    if steps.size >= 2 and np.mean(steps <= h) < 0.6:
         return None
     return left, right
 

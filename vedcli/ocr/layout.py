@@ -23,6 +23,8 @@ from .deskew import Frame, estimate_angle
 from .lines import (
     FrameLines,
     build_lines,
+    close3,
+    fragmented,
     inside_boxes,
     picture_blobs,
     picture_regions,
@@ -97,6 +99,10 @@ def find_lines(image: Image.Image, max_pixels: int = MAX_PIXELS) -> PageLayout:
     h = text_height(comps, g.shape)
     if h == 0:
         return _empty(size)
+    if fragmented(comps, h):  # a harsh scan broke the strokes: mend them before anything is measured
+        mask = close3(ink.mask)
+        comps = label(mask)
+        h = text_height(comps, g.shape) or h
     keep = ~picture_blobs(comps, h) & (comps.area >= max(2.0, 0.015 * h * h))  # specks of noise out
     near = ink.near_table()
     if near.any():

@@ -27,6 +27,28 @@ def text_height(comps: Components, shape: tuple[int, int]) -> float:
     return float(np.median(h[sel])) if sel.any() else h0
 
 
+def fragmented(comps: Components, h: float) -> bool:
+    """Glyphs broken into specks (hairline strokes through a harsh threshold): much ink in marks under a third of
+    a glyph high and wide (dots and commas hold a few percent)."""
+    ok = comps.area >= 2
+    small = ok & (comps.height < 0.35 * h) & (comps.width < 0.35 * h)
+    return bool(comps.area[small].sum() > 0.05 * max(1, comps.area[ok].sum()))
+
+
+def close3(mask: np.ndarray) -> np.ndarray:
+    """Morphological closing with a 3 x 3 square: gaps of a pixel inside strokes filled."""
+
+    def shifts(m: np.ndarray, op, pad_value: bool) -> np.ndarray:
+        p = np.pad(m, 1, constant_values=pad_value)
+        out = m.copy()
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                op(out, p[dy : dy + m.shape[0], dx : dx + m.shape[1]], out=out)
+        return out
+
+    return shifts(shifts(mask, np.logical_or, False), np.logical_and, True)
+
+
 def picture_blobs(comps: Components, h: float) -> np.ndarray:
     """Components that are pictures (large and dense) or lie inside one's box (the picture's other fragments)."""
     hh, ww = comps.height, comps.width

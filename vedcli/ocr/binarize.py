@@ -153,6 +153,14 @@ def invert_regions(
     ids = np.zeros(dark_px.shape, dtype=np.int32)
     for k, r, s0, e0 in zip(parts.run_label, parts.run_rows, parts.run_starts, parts.run_ends, strict=False):
         ids[r, s0:e0] = k + 1
+    for k in range(1, parts.n + 1):  # holes (where the white text is dense) belong to their box
+        y0, y1 = parts.y0[k - 1], parts.y1[k - 1]
+        x0, x1 = parts.x0[k - 1], parts.x1[k - 1]
+        crop = ids[y0:y1, x0:x1]
+        gaps = label(crop != k)
+        inner = (gaps.x0 > 0) & (gaps.y0 > 0) & (gaps.x1 < crop.shape[1]) & (gaps.y1 < crop.shape[0])
+        if inner.any():
+            crop[gaps.mask(crop.shape, inner) & (crop == 0)] = k
     # how evenly dark each region's ground is: in its cells, (median - 10th) / (90th - 10th) is small under white
     # text on a flat box (the strokes are the bright minority) and about a half in a picture's continuous tones
     tone = np.zeros(parts.n + 1, dtype=np.float32)
@@ -206,8 +214,12 @@ def ink(image: Image.Image | np.ndarray, k: float = 0.2, r: float = 128.0) -> In
     if inverted.any():
         # light text on a dark ground: stretched between the cell's dark and light ends, turned round, so faint
         # text in a dim box keeps its contrast (255 - g would leave it grey on white)
+        # (never stretched by more than twice the page's contrast: a cell holding little text would make noise)
+        in_cells = (regions[cell // 2 :: cell, cell // 2 :: cell] > 0)[: p10.shape[0], : p10.shape[1]]
+        dark = float(np.median(p10[: in_cells.shape[0], : in_cells.shape[1]][in_cells])) if in_cells.any() else 0.0
+        floor = max(40.0, 0.5 * (float(np.percentile(p90, 90)) - dark))
         lo = cells_to_pixels(p10, cell, g.shape)
-        span = np.maximum(cells_to_pixels(p90, cell, g.shape) - lo, 40.0)
+        span = np.maximum(cells_to_pixels(p90, cell, g.shape) - lo, floor)
         turned = 255.0 * np.clip(1.0 - (g - lo) / span, 0.0, 1.0)
         p = np.where(inverted, turned, g).astype(np.float32)
     # statistics at 1/step of the size (whole blocks of step x step pixels): the background and the window's

@@ -2,11 +2,12 @@
 line's straightened image for the reader) and `decide_layout` (a page or a single line, for `--layout auto`).
 
 The steps (each in its own module): ink mask (`binarize`: light-on-dark regions turned round, shading divided
-out, Sauvola) -> components (`components`) -> glyph height, pictures dropped -> skew (`deskew`) -> the kept ink
-turned upright, rules and frames removed (long runs) -> components again -> glyphs joined into pieces of lines
-(`lines.segments`) -> reading order and lines (`order`) -> small marks joined -> paragraphs -> boxes back in the
-image's coordinates. Pages above `max_pixels` are analysed shrunk by a whole factor; boxes are in the original's
-pixels.
+out, Sauvola) -> components (`components`; strokes broken into specks mended first) -> glyph height; specks, the
+page's edge and dark pictures dropped -> skew (`deskew`) -> the kept ink turned upright, rules and frames removed
+(long runs) -> components again -> glyphs joined into pieces of lines (`lines.segments`), levelled by the slope
+left in them (perspective, curl) -> reading order and lines (`order`) -> small marks joined -> paragraphs -> boxes
+back in the image's coordinates. Pages above `max_pixels` are analysed shrunk by a whole factor; boxes are in the
+original's pixels.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@ scikit-image's photographed page."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,6 @@ from vedcli.ocr import cut_line, decide_layout, draw_layout, find_lines
 from vedcli.ocr.components import label
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes" / "pages"))
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
 PARAGRAPHS = [
@@ -29,9 +30,18 @@ PARAGRAPHS = [
 needs_font = pytest.mark.skipif(not Path(FONT).exists(), reason="DejaVu fonts not installed")
 
 
-def page(seed: int = 1, **options):
-    from make_pages import Options, make_page
+@cache
+def make_pages():
+    """recipes/pages/make_pages.py, loaded from its file (a recipe, not a package)."""
+    spec = importlib.util.spec_from_file_location("make_pages", ROOT / "recipes" / "pages" / "make_pages.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_pages"] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
 
+
+def page(seed: int = 1, **options):
+    mp = make_pages()
     plain = dict(
         width=900,
         columns=2,
@@ -47,7 +57,7 @@ def page(seed: int = 1, **options):
         font=FONT,
     )
     plain.update(options)
-    return make_page(seed, PARAGRAPHS, [(FONT, 1.0)], Options(**plain))
+    return mp.make_page(seed, PARAGRAPHS, [(FONT, 1.0)], mp.Options(**plain))
 
 
 def matched(truth: dict, layout) -> list[int]:

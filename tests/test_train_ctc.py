@@ -10,10 +10,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -31,6 +27,7 @@ from support.training import (
     reference_labels,
     run_quietly,
     same_weights,
+    torchrun_train,
     train_options,
     write_data,
 )
@@ -40,8 +37,6 @@ from vedcli.processing.tokenizer import load_tokenizer
 from vedcli.training.ctc import CTCHead, WithCTC, new_head, special_ids, targets
 from vedcli.training.state import TrainingState
 from vedcli.training.trainer import TrainOptions, resumed_options, train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("decoder", ["trocr", "bert", "gpt2"])
@@ -235,25 +230,7 @@ def test_two_processes_match_one_with_ctc(tiny, tmp_path):
         "--ctc-weight",
         "0.5",
     ]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "vedcli",
-        "train",
-        *common,
-        "--batch-size",
-        "1",
-        "--output",
-        str(tmp_path / "two"),
-    ]
-    done = subprocess.run(
-        cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
-    )
+    done = torchrun_train([*common, "--batch-size", "1", "--output", str(tmp_path / "two")], timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     one = TrainOptions(
         model=str(model),

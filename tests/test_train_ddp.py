@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 
-from support.training import NO_DROPOUT, close, events, write_data
+from support.training import NO_DROPOUT, close, events, torchrun_train, write_data
 from vedcli.checkpoints.load import load_model
 from vedcli.training.trainer import TrainOptions, train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):
@@ -50,24 +44,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny, tmp_path):
         "--samples",
         "5",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "vedcli",
-        "train",
-        *common,
-        "--batch-size",
-        "1",
-        "--output",
-        str(tmp_path / "two"),
-    ]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=170)
+    done = torchrun_train([*common, "--batch-size", "1", "--output", str(tmp_path / "two")], timeout=170)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained 4 of 4 steps") == 1  # the summary comes from one process
 

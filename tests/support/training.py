@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -15,6 +18,17 @@ from typer.testing import CliRunner
 from vedcli.cli import app
 from vedcli.training.state import TrainingState
 from vedcli.training.trainer import TrainOptions, train
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository: torchrun starts `python -m vedcli` from there
+
+
+def torchrun_train(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """`ved train ARGS` under torchrun as two CPU processes (gloo), one thread each; output captured."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "vedcli", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
 
 TEXTS = ["a dog in the park", "the cat on a table", "people walk on the beach", "a plate of food", "two dogs play"]
 

@@ -181,3 +181,14 @@ def _edit_weights(folder: Path, edit) -> None:
     state = load_file(folder / "model.safetensors")
     edit(state)
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def test_relative_index_made_under_inference_mode_serves_training_later():
+    """The cached index table must not be an inference tensor: captioning and then training in one process (or one
+    test run) would fail with "Inference tensors cannot be saved for backward"."""
+    relative_index.cache_clear()
+    with torch.inference_mode():
+        relative_index((3, 3), torch.device("cpu"))
+    table = torch.zeros(30, requires_grad=True)
+    table[relative_index((3, 3), torch.device("cpu"))].sum().backward()
+    assert table.grad is not None and table.grad.sum() == 100  # (3 * 3 + 1) ** 2 pairs, each one row of the table

@@ -45,6 +45,11 @@ def relative_index(grid: tuple[int, int], device: torch.device) -> Tensor:
     Patch pairs index their offset (d_row, d_col) in a (2 rows - 1, 2 cols - 1) table; the three rows after it hold
     class -> patch, patch -> class and class -> class.
     """
+    with torch.inference_mode(False):  # cached: a tensor made under inference mode could not be used in training later
+        return _relative_index(grid).to(device)
+
+
+def _relative_index(grid: tuple[int, int]) -> Tensor:
     rows, cols = grid
     r, c = (t.flatten() for t in torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij"))
     d_row = r[:, None] - r[None, :] + rows - 1  # (N, N), 0 .. 2 rows - 2
@@ -54,7 +59,7 @@ def relative_index(grid: tuple[int, int], device: torch.device) -> Tensor:
     index[1:, 1:] = d_row * (2 * cols - 1) + d_col
     index[0, 1:] = offsets  # class -> patch
     index[1:, 0] = offsets + 1  # patch -> class
-    return index.to(device)
+    return index
 
 
 class RelativePositionBias(nn.Module):

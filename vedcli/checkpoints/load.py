@@ -11,19 +11,10 @@ from torch import Tensor
 from ..errors import OptionError, VedWarning
 from ..generation.defaults import GenerationConfig
 from ..model import VisionEncoderDecoder, model_config
+from .dtypes import ALIASES, DTYPES
 from .files import load_state_dict, read_json
 from .hub import resolve_model
 from .weights import non_finite
-
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -48,7 +39,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
             raise OptionError(f"unsupported dtype {dtype} (use fp32, fp16 or bf16)", "--dtype")
         return dtype
     try:
-        return DTYPES[str(dtype).lower()]
+        return ALIASES[str(dtype).lower()]
     except KeyError:
         raise OptionError(f"unknown dtype '{dtype}' (use fp32, fp16 or bf16)", "--dtype") from None
 

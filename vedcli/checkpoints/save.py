@@ -24,10 +24,10 @@ from ..errors import OptionError
 from ..generation.defaults import GenerationConfig, SpecialTokens
 from ..processing.image import ImageProcessor
 from ..processing.tokenizer import Tokenizer
+from .dtypes import CONFIG_NAMES
 from .init import init_tensor
 from .safety import check_replaceable, follow_umask, write_marker
 
-DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
@@ -122,7 +122,7 @@ def save_pretrained(
     files = write_weights(folder, state, max_shard_size)
     config = dict(model.config.hf)
     config.pop("torch_dtype", None)
-    config["dtype"] = DTYPE_NAMES[dtype]
+    config["dtype"] = CONFIG_NAMES[dtype]
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     files.append("config.json")
     if generation is not None:

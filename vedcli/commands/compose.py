@@ -27,12 +27,13 @@ from torch import Tensor
 
 from ..checkpoints import presets
 from ..checkpoints.builtin import is_builtin
+from ..checkpoints.dtypes import stored_dtype
 from ..checkpoints.files import load_state_dict, read_json
 from ..checkpoints.hub import resolve_model
 from ..checkpoints.init import init_tensor
 from ..checkpoints.load import resolve_dtype
 from ..checkpoints.safety import check_not_inside, check_replaceable
-from ..checkpoints.save import DTYPE_NAMES, atomic_folder, save_pretrained
+from ..checkpoints.save import atomic_folder, save_pretrained
 from ..checkpoints.weights import LEGACY_SUFFIXES, to_hf
 from ..config import ModelConfig, field_name
 from ..decoders import FAMILIES as DECODER_FAMILIES
@@ -294,8 +295,7 @@ def _override_keys(overrides: list[str], kind: str | None) -> set[str]:
 
 def _common_dtype(parts: list[Part]) -> torch.dtype:
     """The pretrained parts' floating dtype when they agree on one ved writes, else float32."""
-    kinds = {t.dtype for p in parts for t in p.state.values() if t.is_floating_point()}
-    return kinds.pop() if len(kinds) == 1 and next(iter(kinds)) in DTYPE_NAMES else torch.float32
+    return stored_dtype(t for p in parts for t in p.state.values())
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -15,11 +15,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..checkpoints.dtypes import stored_dtype
 from ..checkpoints.files import load_state_dict
 from ..checkpoints.hub import resolve_model
 from ..checkpoints.load import load_model, resolve_dtype
 from ..checkpoints.safety import check_not_inside, check_replaceable
-from ..checkpoints.save import DTYPE_NAMES, atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
+from ..checkpoints.save import atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
 from ..errors import ModelError
 from ..generation.defaults import SpecialTokens
 from ..model import VisionEncoderDecoder
@@ -81,8 +82,7 @@ def convert(
 
 def _stored_dtype(state: dict[str, Tensor]) -> torch.dtype:
     """The source's floating dtype when it is one ved writes, else float32."""
-    kinds = {t.dtype for t in state.values() if t.is_floating_point()}
-    return kinds.pop() if len(kinds) == 1 and next(iter(kinds)) in DTYPE_NAMES else torch.float32
+    return stored_dtype(state.values())
 
 
 def probe_image(width: int = 640, height: int = 480) -> Image.Image:

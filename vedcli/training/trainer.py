@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
+from ..checkpoints.dtypes import DTYPES
 from ..checkpoints.files import load_state_dict, read_json
 from ..checkpoints.hub import resolve_model
 from ..checkpoints.load import load_model, resolve_device
@@ -66,7 +67,7 @@ from .state import Best, TrainingState, capture_rng, restore_rng, seed_everythin
 
 ARGS_FILE = "train_args.json"
 METRICS = ("loss", "cer", "wer", "bleu")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {name: None if dtype == torch.float32 else dtype for name, dtype in DTYPES.items()}  # autocast dtype
 # Settings a resumed run must keep: changing them would make it a different run.
 FIXED_ON_RESUME = (
     "model",

@@ -16,11 +16,6 @@ CONFIG_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat
 ALIASES = {**DTYPES, **{name: dtype for dtype, name in CONFIG_NAMES.items()}, "half": torch.float16}
 
 
-def short_name(dtype: torch.dtype) -> str:
-    """torch.bfloat16 -> "bf16"."""
-    return next(name for name, value in DTYPES.items() if value == dtype)
-
-
 def stored_dtype(tensors: Iterable[Tensor]) -> torch.dtype:
     """The tensors' floating dtype when they all share one that ved writes, else float32."""
     kinds = {t.dtype for t in tensors if t.is_floating_point()}

@@ -31,7 +31,9 @@ def reference_texts(folder: Path, files: list[Path], **options) -> list[str]:
 
 
 def ved_texts(folder: Path, files: list[Path], *flags: str) -> list[str]:
-    result = runner.invoke(app, ["ocr", *map(str, files), "--model", str(folder), "--format", "jsonl", *flags])
+    result = runner.invoke(
+        app, ["ocr", *map(str, files), "--model", str(folder), "--format", "jsonl", "--layout", "line", *flags]
+    )
     assert result.exit_code == 0, result.output
     return [json.loads(line)["text"] for line in result.output.splitlines()]
 

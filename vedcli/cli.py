@@ -65,10 +65,24 @@ class Format(str, Enum):
     jsonl = "jsonl"
     csv = "csv"
     tsv = "tsv"
+    hocr = "hocr"
+    alto = "alto"
+
+
+class Layout(str, Enum):
+    auto = "auto"
+    page = "page"
+    line = "line"
 
 
 # --output's extension -> the format written when --format is not given (any other extension: text)
-FORMAT_OF_EXTENSION = {".jsonl": Format.jsonl, ".csv": Format.csv, ".tsv": Format.tsv, ".txt": Format.text}
+FORMAT_OF_EXTENSION = {
+    ".jsonl": Format.jsonl,
+    ".csv": Format.csv,
+    ".tsv": Format.tsv,
+    ".txt": Format.text,
+    ".hocr": Format.hocr,
+}
 
 
 def _output_format(given: Format | None, output: str | None) -> Format:
@@ -193,7 +207,8 @@ FormatOpt = Annotated[
     typer.Option(
         "--format",
         show_default=False,
-        help="Output format (default: from the --output file's extension, .jsonl .csv .tsv; else text).",
+        help="Output format (default: from the --output file's extension, .jsonl .csv .tsv .hocr; else text); hocr and"
+        " alto: ved ocr pages only.",
     ),
 ]
 Output = Annotated[
@@ -201,8 +216,9 @@ Output = Annotated[
 ]
 
 
-def _generation_command(default_model: str, summary: str):
-    """`ved caption` and `ved ocr` take the same flags and differ only in the default model."""
+def _generation_command(default_model: str, summary: str, ocr: bool = False):
+    """`ved caption` and `ved ocr` take the same flags and differ in the default model; ocr has --layout too."""
+    layout_help = "Find the text lines of pages (page), read each image as one line (line), or decide per image."
 
     def command(
         inputs: Inputs = None,
@@ -226,6 +242,8 @@ def _generation_command(default_model: str, summary: str):
         dtype: DTypeOpt = None,
         format: FormatOpt = None,
         output: Output = None,
+        layout: Layout | None = None,  # annotated below: hidden from ved caption
+        debug_layout: str | None = None,
     ) -> None:
         options = DecodingOptions(
             max_new_tokens=max_new_tokens,
@@ -243,6 +261,9 @@ def _generation_command(default_model: str, summary: str):
         )
 
         def work() -> int:
+            if not ocr and (layout is not None or debug_layout is not None):
+                flag = "--layout" if layout is not None else "--debug-layout"
+                raise OptionError(f"{flag} is for ved ocr", where=flag)
             settings = RunSettings(
                 inputs=list(inputs or []),
                 model=model,
@@ -254,12 +275,27 @@ def _generation_command(default_model: str, summary: str):
                 output=output,
                 options=options,
                 max_pixels=_pixel_count(max_pixels),
+                layout=(layout or Layout.auto).value if ocr else None,
+                debug_layout=debug_layout,
             )
             return run(settings, sys.stdin, sys.stdout, sys.stderr)
 
         _exit_with(_quiet_pipe(work))  # the run says when Ctrl-C may stop it cleanly: once the model has loaded
 
     command.__doc__ = summary
+    command.__annotations__["layout"] = Annotated[
+        Layout | None,
+        typer.Option("--layout", help=layout_help + " [default: auto]", show_default=False, hidden=not ocr),
+    ]
+    command.__annotations__["debug_layout"] = Annotated[
+        str | None,
+        typer.Option(
+            "--debug-layout",
+            metavar="PATH",
+            help="Draw the lines found on each page to PATH (a .png; a folder for several inputs).",
+            hidden=not ocr,
+        ),
+    ]
     return command
 
 
@@ -277,7 +313,11 @@ def _pixel_count(text: str | None) -> int | None:
 
 
 app.command("caption", cls=_Command)(_generation_command(CAPTION_MODEL, "Describe images in words."))
-app.command("ocr", cls=_Command)(_generation_command(OCR_MODEL, "Read the text in images of single text lines."))
+app.command("ocr", cls=_Command)(
+    _generation_command(
+        OCR_MODEL, "Read the text in images: pages (their lines found and read in order) or lines.", True
+    )
+)
 
 
 class InfoFormat(str, Enum):

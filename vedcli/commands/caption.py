@@ -48,6 +48,8 @@ class RunSettings:
     output: str | None = None  # None: stdout
     options: DecodingOptions | None = None  # None: every option at the checkpoint's default
     max_pixels: int | None = None  # refuse bigger images; None: open_image's default (image.MAX_PIXELS); 0: no limit
+    layout: str | None = None  # ved ocr: "auto" | "page": find the lines of pages (pages.py); None, "line": whole
+    debug_layout: str | None = None  # where the layout drawings go (a file for one input, else a folder)
 
 
 def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -66,10 +68,22 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
     if not items:
         raise _no_inputs(settings.inputs)
     check_output_not_input(settings.output, (item.path for item in items))  # never write over an input
+    pages = settings.layout in ("auto", "page")
+    if not pages and settings.format in ("hocr", "alto"):
+        raise OptionError(f"--format {settings.format} needs --layout auto or page (ved ocr)", where="--format")
+    if not pages and settings.debug_layout is not None:
+        raise OptionError("--debug-layout needs --layout auto or page (ved ocr)", where="--debug-layout")
+    debug = None
+    if pages and settings.debug_layout is not None:
+        from .pages import DebugDrawings
+
+        debug = DebugDrawings(settings.debug_layout, single_input=len(items) == 1)
     # The model first, and the options checked against it, so a bad run fails before any image is read.
     with _Status(stderr, f"loading {settings.model}"):
         pipeline = Pipeline.load(settings.model, settings.revision, device=settings.device, dtype=settings.dtype)
     resolved = pipeline.resolve(options)
+    if pages and resolved.num_return_sequences > 1:
+        raise OptionError("--num-return-sequences above 1 needs --layout line", where="--num-return-sequences")
     interrupts.started()  # from here Ctrl-C stops cleanly, keeping what was written
     out = stdout if settings.output in (None, "-") else open_output(settings.output)
     # A progress bar when stderr is a terminal that the results are not printed on as well.
@@ -78,6 +92,8 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
     bad = 0
     try:
         bar = _ProgressBar(len(items), stderr) if show_bar else None
+        if pages:
+            return _read_pages(settings, pipeline, resolved, options, items, out, bar, stderr, debug)
         writer = make_writer(
             settings.format,
             out,
@@ -103,6 +119,33 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
             bar.stop()
         if out is not stdout:
             out.close()
+    return bad
+
+
+def _read_pages(settings, pipeline, resolved, options, items, out, bar, stderr, debug) -> int:
+    """The `--layout auto|page` run: pages decoded whole (boxes in the files' pixels), lines read in batches."""
+    from .pages import PageWriter, line_score, read_pages
+
+    def score(hyp) -> float:
+        return line_score(hyp.score, hyp.tokens, resolved.num_beams, resolved.length_penalty)
+
+    writer = PageWriter(
+        settings.format, out, single_input=len(items) == 1, score=score, err=bar.above if bar else stderr
+    )
+    bad = 0
+    for batch in _batches(items, settings.batch_size, _Reader(settings.max_pixels, None)):
+        rows = [(item, image) for item, image, error in batch if error is None]
+        read = iter(read_pages(rows, pipeline, options, settings.layout, settings.batch_size, debug))
+        for item, _image, error in batch:
+            if error is not None:
+                writer.error(item.path, error)
+                bad += 1
+            else:
+                writer.page(next(read))
+        writer.flush()
+        if bar:
+            bar.advance(len(batch))
+    writer.close()
     return bad
 
 

@@ -1,0 +1,164 @@
+"""`ved ocr --layout auto|page|line` on rendered pages, with a stub reader (no model): lines found, read in batches,
+written back in reading order as text, jsonl, csv, hOCR; `--debug-layout` drawings; flag errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from typer.testing import CliRunner
+
+from vedcli.cli import app, main
+from vedcli.generation import pipeline as pipeline_module
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+needs_font = pytest.mark.skipif(not Path(FONT).exists(), reason="DejaVu fonts not installed")
+
+LONG = "The quick brown fox jumps over the lazy dog"
+SHORT = "and sleeps"
+
+
+@dataclass
+class Hyp:
+    text: str
+    score: float
+    tokens: list[int] = field(default_factory=list)
+
+
+class StubReader:
+    """Reads a crop as "long" or "short" by its shape, "whole WxH" for an image wider than 30:1 or given whole;
+    records the batches it was given."""
+
+    batches: list[list[tuple[int, int]]] = []
+    processor = None
+
+    @classmethod
+    def load(cls, model, revision=None, device="auto", dtype=None):
+        return cls()
+
+    def resolve(self, options):
+        return SimpleNamespace(num_return_sequences=options.num_return_sequences or 1, num_beams=1, length_penalty=1.0)
+
+    def run(self, images, options):
+        StubReader.batches.append([image.size for image in images])
+        out = []
+        for image in images:
+            ratio = image.width / image.height
+            text = "long" if ratio > 8 else "short"
+            out.append([Hyp(text, -0.1 * 3, [1, 2])])  # mean log-prob -0.1 over 3 tokens (end included)
+        return out
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    StubReader.batches = []
+    monkeypatch.setattr(pipeline_module, "Pipeline", StubReader)
+    return StubReader
+
+
+def render(path: Path, lines: list[str], size: int = 28) -> Path:
+    font = ImageFont.truetype(FONT, size)
+    image = Image.new("RGB", (900, 120 + len(lines) * 2 * size), "white")
+    draw = ImageDraw.Draw(image)
+    for i, text in enumerate(lines):
+        draw.text((60, 60 + i * 2 * size), text, fill="black", font=font)
+    image.save(path)
+    return path
+
+
+@pytest.fixture
+def two_lines(tmp_path) -> Path:
+    return render(tmp_path / "page.png", [LONG, SHORT])
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["ocr", *map(str, args)])
+
+
+@needs_font
+def test_a_two_line_page_is_read_line_by_line_in_order(stub, two_lines):
+    result = invoke(two_lines, "--format", "text")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert [row for row in result.stdout.splitlines() if row] == ["long", "short"]  # (a blank line between blocks)
+    assert sorted(len(b) for b in stub.batches) == [2]  # both lines in one batch
+    ratios = [w / h for w, h in stub.batches[0]]
+    assert ratios == sorted(ratios)  # batched by shape: the short line first, its text put back second
+
+
+@needs_font
+def test_layout_line_reads_the_whole_image_as_today(stub, two_lines):
+    result = invoke(two_lines, "--layout", "line")
+    assert (result.exit_code, result.stdout) == (0, "short\n")
+    assert stub.batches == [[Image.open(two_lines).size]]
+
+
+@needs_font
+def test_a_single_line_image_is_read_whole_in_auto(stub, tmp_path):
+    line = Image.new("RGB", (700, 40), "white")
+    ImageDraw.Draw(line).text((10, 4), LONG, fill="black", font=ImageFont.truetype(FONT, 28))
+    line.save(tmp_path / "line.png")
+    result = invoke(tmp_path / "line.png", "--format", "jsonl")
+    assert result.exit_code == 0
+    assert stub.batches == [[(700, 40)]]
+    assert set(json.loads(result.stdout)) == {"file", "text", "score"}  # a line's record, as before
+
+
+@needs_font
+def test_jsonl_has_one_record_per_page_with_boxes_and_scores(stub, two_lines, tmp_path):
+    other = render(tmp_path / "other.png", [SHORT, LONG, LONG])
+    result = invoke(two_lines, other, "--format", "jsonl", "--layout", "page")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(row) for row in result.stdout.splitlines()]
+    assert [r["file"] for r in records] == [str(two_lines), str(other)]
+    assert [[ln["text"] for ln in r["lines"]] for r in records] == [["long", "short"], ["short", "long", "long"]]
+    first, second = records[0]["lines"]
+    assert first["box"][1] < second["box"][1] and first["box"][2] > second["box"][2]  # above it, and longer
+    assert 55 <= first["box"][0] <= 65  # in the file's pixels (drawn from x = 60)
+    assert first["score"] == pytest.approx(math.exp(-0.1), abs=1e-4)
+
+
+@needs_font
+def test_csv_has_a_row_per_line(stub, two_lines):
+    result = invoke(two_lines, "--format", "csv")
+    rows = result.stdout.splitlines()
+    assert rows[0] == "file,line,box,text,score,error"
+    assert [r.split(",")[1] for r in rows[1:]] == ["0", "1"] and rows[2].split(",")[3] == "short"
+
+
+@needs_font
+def test_hocr_is_xml_with_a_page_and_its_lines(stub, two_lines, tmp_path):
+    out = tmp_path / "page.hocr"
+    result = invoke(two_lines, two_lines, "-o", out)  # the format from the extension
+    assert result.exit_code == 0, result.stderr
+    root = ET.fromstring(out.read_text())
+    classes = [el.get("class") for el in root.iter()]
+    assert classes.count("ocr_page") == 2 and classes.count("ocr_line") == 4
+    words = [el.text for el in root.iter() if el.get("class") == "ocrx_word"]
+    assert words == ["long", "short", "long", "short"]
+
+
+@needs_font
+def test_debug_layout_writes_a_png(stub, two_lines, tmp_path):
+    drawing = tmp_path / "layout.png"
+    assert invoke(two_lines, "--debug-layout", drawing).exit_code == 0
+    with Image.open(drawing) as image:
+        assert (image.format, image.size) == ("PNG", Image.open(two_lines).size)
+    folder = tmp_path / "drawings"
+    other = render(tmp_path / "other.png", [LONG])
+    assert invoke(two_lines, other, "--debug-layout", folder).exit_code == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["other.png", "page.png"]
+
+
+def test_bad_layout_and_misplaced_flags_are_one_line_errors(stub, tmp_path, capsys):
+    Image.new("RGB", (40, 20), "white").save(tmp_path / "x.png")
+    for args in (["ocr", "--layout", "columns"], ["caption", "--layout", "page"], ["ocr", "--layout", "line",
+                                                                                  "--format", "hocr"]):  # fmt: skip
+        assert main([*args, str(tmp_path / "x.png")]) == 2, args
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and err.startswith("Error:") and out == "", err

@@ -1,0 +1,211 @@
+"""`ved ocr --layout auto|page`: each image is a page whose lines are found (`vedcli.ocr.find_lines`), cut out
+straightened, read through the pipeline in batches of similar shape, and written in the page's reading order.
+
+Images are decoded whole here (not shrunk for the model's processor), so every box is in the input file's own
+pixels (EXIF orientation applied). With `auto`, an image that `decide_layout` calls a single line, any image for a
+model that reads whole pages (Donut, Nougat), and a line-shaped image (twice as wide as tall or more) where no line is
+found are read whole, as `--layout line` reads them (above 16 megapixels their pixel values may differ from a
+`--layout line` run by a level or two: it decodes them shrunk); their text and jsonl output is a line's
+(`{"file", "text", "score"}`); in csv/tsv, hOCR and ALTO they are a page of one line covering the image.
+
+Scores: a line's score is exp of its mean token log-probability (the end token counted), in 0..1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from PIL import Image
+
+from ..errors import OptionError, VedError
+from .output import DelimitedWriter, ResultWriter, encodable, make_writer, printable
+
+if TYPE_CHECKING:
+    from ..ocr import PageLayout, PageText
+
+PAGE_FORMATS = ("text", "jsonl", "csv", "tsv", "hocr", "alto")
+
+
+def line_score(score: float, tokens: Sequence[int], num_beams: int, length_penalty: float) -> float:
+    """exp(mean token log-probability) of a hypothesis, 0..1: a beam's score is length-penalised (sum / n**lp)."""
+    n = len(tokens) + 1  # the end token's probability is part of the score
+    total = score * n**length_penalty if num_beams > 1 else score
+    if not math.isfinite(total):
+        return 0.0
+    return min(1.0, max(0.0, math.exp(total / n)))
+
+
+def whole_image_layout(size: tuple[int, int]) -> PageLayout:
+    """A page of one line covering the whole image (an image read as a single line)."""
+    from ..ocr import Block, Line, PageLayout
+    from ..ocr.deskew import Frame
+
+    w, h = size
+    box = (0, 0, w, h)
+    line = Line(box, ((0.0, 0.0), (w, 0.0), (w, h), (0.0, h)), (0.0, 0.0, w, h), h, h, 0, 0, False)
+    return PageLayout(size, 0.0, Frame.for_image(w, h, 0.0), (line,), (Block(box, (0,), 0),), float(h))
+
+
+@dataclass
+class ReadPage:
+    """One input read as a page: its layout, the best hypothesis of each line, and whether it was read whole."""
+
+    file: str
+    layout: PageLayout
+    hypotheses: list  # one Hypothesis per layout line
+    whole: bool  # read as a single line (auto): text and jsonl write it as `--layout line` does
+
+    def page_text(self, score) -> PageText:
+        from ..ocr import LineText, PageText
+
+        lines = tuple(LineText(h.text, score(h)) for h in self.hypotheses)
+        return PageText(self.layout, lines, encodable(self.file))
+
+
+class PageWriter:
+    """Writes pages (or their errors) in input order; hOCR and ALTO write one document at the end (`close`)."""
+
+    def __init__(self, fmt: str, out: TextIO, *, single_input: bool, score, err: TextIO):
+        if fmt not in PAGE_FORMATS:
+            raise OptionError(f"unknown format {fmt!r}; choose one of {', '.join(PAGE_FORMATS)}", where="--format")
+        self.fmt, self.out, self.single_input, self.score = fmt, out, single_input, score
+        if fmt in ("csv", "tsv"):
+            self.lines: ResultWriter = _LineRows(out, tabs=fmt == "tsv")
+        else:
+            self.lines = make_writer(
+                "text" if fmt in ("hocr", "alto") else fmt, out, single_input=single_input, err=err
+            )
+        self.pages: list[PageText] = []
+
+    def page(self, read: ReadPage) -> None:
+        from ..ocr import json_record, plain_text
+
+        if read.whole and self.fmt in ("text", "jsonl"):
+            best = read.hypotheses[0]
+            self.lines.results(read.file, [_Scored(best.text, best.score)])
+            return
+        page = read.page_text(self.score)
+        if self.fmt == "text":
+            text = plain_text(page)
+            if not self.single_input:
+                name = printable(read.file)
+                text = "".join(f"{name}: {row}\n" if row else "\n" for row in text.splitlines())
+            self.out.write(text)
+        elif self.fmt == "jsonl":
+            self.out.write(json.dumps({"file": encodable(read.file), **json_record(page)}, ensure_ascii=False) + "\n")
+        elif self.fmt in ("csv", "tsv"):
+            assert isinstance(self.lines, _LineRows)
+            for i, (line, text) in enumerate(zip(page.layout.lines, page.lines, strict=True)):
+                score = "" if text.score is None else repr(round(text.score, 4))
+                box = " ".join(map(str, line.box))
+                self.lines.row([encodable(read.file), str(i), box, text.text, score, ""])
+        else:
+            self.pages.append(page)
+
+    def error(self, file: str, error: VedError) -> None:
+        self.lines.error(file, error)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        """Writes the hOCR / ALTO document of every page read (none for a run where every input was bad)."""
+        from ..ocr import to_alto, to_hocr
+
+        if self.fmt in ("hocr", "alto") and self.pages:
+            self.out.write(to_hocr(self.pages) if self.fmt == "hocr" else to_alto(self.pages))
+        self.out.flush()
+
+
+class _LineRows(DelimitedWriter):
+    """csv / tsv rows of page lines: file, line (0-based index in reading order), box ("x0 y0 x1 y1"), text,
+    score, error."""
+
+    def __init__(self, out: TextIO, *, tabs: bool):  # noqa: D107 - the header differs from a line run's
+        self.out, self.ranked, self.tabs = out, False, tabs
+        self.csv = csv.writer(out, lineterminator="\n")
+        self._row(["file", "line", "box", "text", "score", "error"])
+
+    def row(self, fields: list[str]) -> None:
+        self._row(fields)
+
+    def error(self, file: str, error: VedError) -> None:
+        self._row([encodable(file), "", "", "", "", encodable(error.message)])
+
+
+@dataclass
+class _Scored:
+    text: str
+    score: float
+
+
+def read_pages(rows, pipeline, options, mode: str, batch_size: int, debug: DebugDrawings | None) -> list[ReadPage]:
+    """The pages of one batch of decoded inputs (`rows`: (item, image) pairs), their lines read in batches of
+    `batch_size` crops of similar width/height ratio, put back in each page's order."""
+    from ..ocr import cut_line, decide_layout, find_lines
+
+    whole_pages = pipeline.processor is not None and pipeline.processor.config.is_page
+    pages: list[ReadPage] = []
+    crops: list[tuple[int, int, Image.Image]] = []  # (page, line, crop)
+    for item, image in rows:
+        layout = find_lines(image)
+        if debug is not None:
+            debug.save(item.path, image, layout)
+        # auto reads an image whole when it is one line, when the model reads whole pages, or when no line is found
+        # in a line-shaped image (a line crop the finder misses is still read, as before)
+        line_shaped = not layout.lines and image.width >= 2 * image.height
+        whole = mode == "auto" and (whole_pages or line_shaped or decide_layout(image, layout) == "line")
+        if whole:
+            layout = whole_image_layout(image.size)
+            crops.append((len(pages), 0, image))
+        else:
+            crops.extend((len(pages), i, cut_line(image, line)) for i, line in enumerate(layout.lines))
+        pages.append(ReadPage(item.path, layout, [None] * len(layout.lines), whole))
+    crops.sort(key=lambda c: c[2].width / max(1, c[2].height))  # similar shapes share a batch (less padding)
+    for start in range(0, len(crops), batch_size):
+        chunk = crops[start : start + batch_size]
+        for (page, line, _crop), hyps in zip(chunk, pipeline.run([c[2] for c in chunk], options), strict=True):
+            pages[page].hypotheses[line] = hyps[0]
+    return pages
+
+
+class DebugDrawings:
+    """`--debug-layout PATH`: the found layout drawn on each page; PATH is the file for a single input, else a folder
+    that gets `<name>.png` per input (`<name>-2.png`, ... where names repeat)."""
+
+    def __init__(self, path: str, single_input: bool):
+        self.path = Path(path)
+        self.single = single_input
+        self.used: set[str] = set()
+        if not single_input:
+            if self.path.exists() and not self.path.is_dir():
+                raise OptionError("with several inputs this must be a folder, and it is a file", where=path)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise OptionError(f"cannot create the folder: {error.strerror or error}", where=path) from None
+        elif self.path.is_dir():
+            raise OptionError("with a single input this must be a file name, and it is a folder", where=path)
+
+    def save(self, file: str, image: Image.Image, layout: PageLayout) -> None:
+        from ..ocr import draw_layout
+
+        target = self.path
+        if not self.single:
+            stem = Path(file).stem or "image"
+            name, n = f"{stem}.png", 1
+            while name in self.used:
+                n += 1
+                name = f"{stem}-{n}.png"
+            self.used.add(name)
+            target = self.path / name
+        try:
+            draw_layout(image, layout).save(target, format="PNG")
+        except OSError as error:
+            raise OptionError(f"cannot write {target}: {error.strerror or error}", where="--debug-layout") from None

@@ -162,3 +162,35 @@ def test_bad_layout_and_misplaced_flags_are_one_line_errors(stub, tmp_path, caps
         assert main([*args, str(tmp_path / "x.png")]) == 2, args
         out, err = capsys.readouterr()
         assert err.count("\n") == 1 and err.startswith("Error:") and out == "", err
+
+
+def test_blank_page_is_empty_and_a_bad_file_is_one_error_row(stub, tmp_path):
+    Image.new("RGB", (600, 800), "white").save(tmp_path / "blank.png")
+    (tmp_path / "broken.png").write_text("not an image")
+    result = invoke(tmp_path / "blank.png", tmp_path / "broken.png", "--format", "jsonl")
+    assert result.exit_code == 1
+    blank, broken = [json.loads(row) for row in result.stdout.splitlines()]
+    assert (blank["lines"], blank["text"]) == ([], "") and stub.batches == []  # nothing read, nothing made up
+    assert broken["file"] == str(tmp_path / "broken.png") and "error" in broken
+
+
+def test_a_line_shaped_image_without_lines_is_still_read_whole(stub, tmp_path):
+    Image.new("RGB", (90, 20), "white").save(tmp_path / "strip.png")  # a line crop the finder sees nothing in
+    assert invoke(tmp_path / "strip.png").stdout == "short\n"
+    assert stub.batches == [[(90, 20)]]
+
+
+def test_line_scores_and_page_readers():
+    from vedcli.commands.pages import line_score, reads_whole_pages
+    from vedcli.processing.image import ImageProcessor, ImageProcessorConfig
+
+    assert line_score(-0.3, [1, 2], num_beams=1, length_penalty=1.0) == pytest.approx(math.exp(-0.1))
+    assert line_score(-0.1, [1, 2], num_beams=4, length_penalty=1.0) == pytest.approx(math.exp(-0.1))  # sum / n
+    assert line_score(float("-inf"), [], num_beams=1, length_penalty=1.0) == 0.0
+
+    def processor(height, width):
+        d = {"image_processor_type": "DonutImageProcessor", "size": {"height": height, "width": width}}
+        return ImageProcessor(ImageProcessorConfig.from_dict(d))
+
+    assert reads_whole_pages(processor(2560, 1920)) and not reads_whole_pages(processor(32, 1280))
+    assert not reads_whole_pages(None)

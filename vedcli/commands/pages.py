@@ -150,7 +150,7 @@ def read_pages(rows, pipeline, options, mode: str, batch_size: int, debug: Debug
     `batch_size` crops of similar width/height ratio, put back in each page's order."""
     from ..ocr import cut_line, decide_layout, find_lines
 
-    whole_pages = pipeline.processor is not None and pipeline.processor.config.is_page
+    whole_pages = reads_whole_pages(pipeline.processor)
     pages: list[ReadPage] = []
     crops: list[tuple[int, int, Image.Image]] = []  # (page, line, crop)
     for item, image in rows:
@@ -173,6 +173,16 @@ def read_pages(rows, pipeline, options, mode: str, batch_size: int, debug: Debug
         for (page, line, _crop), hyps in zip(chunk, pipeline.run([c[2] for c in chunk], options), strict=True):
             pages[page].hypotheses[line] = hyps[0]
     return pages
+
+
+def reads_whole_pages(processor) -> bool:
+    """Whether the model reads whole pages (Donut, Nougat): a page processor whose input is not wider than tall (a
+    line reader with a page processor, such as the built-in one at 32 x 1280, is wide)."""
+    config = getattr(processor, "config", None)
+    if config is None or not config.is_page:
+        return False
+    size = config.output_size()
+    return size is not None and size[0] >= size[1] / 2
 
 
 class DebugDrawings:

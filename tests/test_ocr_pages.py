@@ -194,3 +194,14 @@ def test_line_scores_and_page_readers():
 
     assert reads_whole_pages(processor(2560, 1920)) and not reads_whole_pages(processor(32, 1280))
     assert not reads_whole_pages(None)
+
+
+@needs_font
+def test_debug_layout_never_draws_over_an_input(stub, two_lines, tmp_path):
+    before = two_lines.read_bytes()
+    result = invoke(two_lines, "--debug-layout", two_lines)
+    assert result.exit_code == 2 and "--debug-layout" in result.stderr
+    render(tmp_path / "other.png", [LONG])
+    assert invoke(tmp_path, "--debug-layout", tmp_path).exit_code == 0  # drawings into the inputs' own folder
+    assert two_lines.read_bytes() == before
+    assert {"page-2.png", "other-2.png"} <= {p.name for p in tmp_path.iterdir()}

@@ -77,7 +77,7 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
     if pages and settings.debug_layout is not None:
         from .pages import DebugDrawings
 
-        debug = DebugDrawings(settings.debug_layout, single_input=len(items) == 1)
+        debug = DebugDrawings(settings.debug_layout, [item.path for item in items])
     # The model first, and the options checked against it, so a bad run fails before any image is read.
     with _Status(stderr, f"loading {settings.model}"):
         pipeline = Pipeline.load(settings.model, settings.revision, device=settings.device, dtype=settings.dtype)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
+from ..checkpoints.safety import check_output_not_input
 from ..errors import OptionError, VedError
 from .output import DelimitedWriter, ResultWriter, encodable, make_writer, printable
 
@@ -187,12 +189,18 @@ def reads_whole_pages(processor) -> bool:
 
 class DebugDrawings:
     """`--debug-layout PATH`: the found layout drawn on each page; PATH is the file for a single input, else a folder
-    that gets `<name>.png` per input (`<name>-2.png`, ... where names repeat)."""
+    that gets `<name>.png` per input (`<name>-2.png`, ... where names repeat or would be an input's)."""
 
-    def __init__(self, path: str, single_input: bool):
+    def __init__(self, path: str, inputs: Sequence[str]):
         self.path = Path(path)
-        self.single = single_input
+        self.single = single_input = len(inputs) == 1
+        self.inputs = {os.path.abspath(p) for p in inputs}  # never drawn over (a name is skipped instead)
         self.used: set[str] = set()
+        if single_input:
+            try:
+                check_output_not_input(path, inputs)
+            except OptionError as error:
+                raise OptionError(error.message, where="--debug-layout") from None
         if not single_input:
             if self.path.exists() and not self.path.is_dir():
                 raise OptionError("with several inputs this must be a folder, and it is a file", where=path)
@@ -210,7 +218,7 @@ class DebugDrawings:
         if not self.single:
             stem = Path(file).stem or "image"
             name, n = f"{stem}.png", 1
-            while name in self.used:
+            while name in self.used or os.path.abspath(self.path / name) in self.inputs:
                 n += 1
                 name = f"{stem}-{n}.png"
             self.used.add(name)

@@ -136,33 +136,20 @@ def test_building_a_model_does_not_import_the_compiler(decoder, tiny, tmp_path):
 # --- Ctrl-C at any moment ---------------------------------------------------------------------------------------
 
 
+def start_caption(folder: Path, model: Path, tmp_path: Path, *extra: str, text: bool = False) -> subprocess.Popen:
+    """`python -m vedcli caption FOLDER --model MODEL --batch-size 1 EXTRA...`, offline, its output piped."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "vedcli", "caption", str(folder), "--model", str(model), "--batch-size", "1", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text, env=env)
+
+
 @pytest.mark.parametrize("delay", [0.2, 1.0, 2.0])
 def test_ctrl_c_at_any_moment_exits_130_and_keeps_whole_lines(delay, tiny, tmp_path):
     """Ctrl-C while Python imports torch, while the model loads, or while images are captioned: "Interrupted.",
     exit code 130, never a traceback; the rows written so far are whole."""
     folder = images(tmp_path / "in", 300)
     out = tmp_path / "rows.jsonl"
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vedcli",
-            "caption",
-            str(folder),
-            "--model",
-            str(tiny("vit", "gpt2")),
-            "--batch-size",
-            "1",
-            "-o",
-            str(out),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    process = start_caption(folder, tiny("vit", "gpt2"), tmp_path, "-o", str(out), text=True)
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
@@ -176,24 +163,7 @@ def test_ctrl_c_at_any_moment_exits_130_and_keeps_whole_lines(delay, tiny, tmp_p
 def test_a_closed_pipe_ends_the_run_quietly(tiny, tmp_path):
     """`ved caption ... | head -1`: exit code 141 (128 + SIGPIPE), nothing on stderr."""
     folder = images(tmp_path / "in", 200)
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vedcli",
-            "caption",
-            str(folder),
-            "--model",
-            str(tiny("vit", "gpt2")),
-            "--batch-size",
-            "1",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    process = start_caption(folder, tiny("vit", "gpt2"), tmp_path)
     first = process.stdout.readline()
     process.stdout.close()  # the reader goes away
     stderr = process.stderr.read()

@@ -37,6 +37,10 @@ class StubReader:
 
     batches: list[list[tuple[int, int]]] = []
     processor = None
+    output: Path | None = None  # if set, each run records what this file held when it was called
+    seen_output: list[str] = []
+    fail_at: int | None = None  # raise `failure` on this run (0-based)
+    failure: BaseException = KeyboardInterrupt()
 
     @classmethod
     def load(cls, model, revision=None, device="auto", dtype=None):
@@ -46,6 +50,10 @@ class StubReader:
         return SimpleNamespace(num_return_sequences=options.num_return_sequences or 1, num_beams=1, length_penalty=1.0)
 
     def run(self, images, options):
+        if StubReader.output is not None:
+            StubReader.seen_output.append(StubReader.output.read_text() if StubReader.output.exists() else "")
+        if StubReader.fail_at == len(StubReader.batches):
+            raise StubReader.failure
         StubReader.batches.append([image.size for image in images])
         out = []
         for image in images:
@@ -57,7 +65,7 @@ class StubReader:
 
 @pytest.fixture
 def stub(monkeypatch):
-    StubReader.batches = []
+    StubReader.batches, StubReader.output, StubReader.seen_output, StubReader.fail_at = [], None, [], None
     monkeypatch.setattr(pipeline_module, "Pipeline", StubReader)
     return StubReader
 
@@ -205,3 +213,36 @@ def test_debug_layout_never_draws_over_an_input(stub, two_lines, tmp_path):
     assert invoke(tmp_path, "--debug-layout", tmp_path).exit_code == 0  # drawings into the inputs' own folder
     assert two_lines.read_bytes() == before
     assert {"page-2.png", "other-2.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+@needs_font
+@pytest.mark.parametrize("fmt", ["hocr", "alto"])
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), RuntimeError("the reader broke")])
+def test_hocr_and_alto_are_written_page_by_page_and_ended_when_the_run_stops(stub, tmp_path, capsys, fmt, failure):
+    pages = [render(tmp_path / f"p{i}.png", [LONG, SHORT]) for i in range(3)]
+    out = tmp_path / f"pages.{fmt}"
+    stub.output, stub.fail_at, stub.failure = out, 2, failure  # the third page's lines fail to read
+    code = main(["ocr", *map(str, pages), "--format", fmt, "-o", str(out), "--batch-size", "2"])
+    assert code == (130 if isinstance(failure, KeyboardInterrupt) else 70)  # 70: a crash
+    assert capsys.readouterr().err.count("\n") == 1  # "Interrupted." or the crash, one line
+    # each page was on disk as soon as it was read: the header with the first, before the second page's lines
+    assert stub.seen_output[0] == "" and stub.seen_output[1].count("p0.png") == 1
+    tag = 'class="ocr_page"' if fmt == "hocr" else "<Page "
+    assert [seen.count(tag) for seen in stub.seen_output] == [0, 1, 2]
+    root = ET.fromstring(out.read_text())  # ended properly: a valid document of the two pages read
+    if fmt == "hocr":
+        assert [el.get("class") for el in root.iter()].count("ocr_page") == 2
+    else:
+        assert len(list(root.iter("{http://www.loc.gov/standards/alto/ns-v4#}Page"))) == 2
+
+
+@needs_font
+def test_a_page_is_written_before_the_next_pages_are_read_and_small_pages_share_a_batch(stub, tmp_path):
+    big = render(tmp_path / "big.png", [LONG, SHORT, LONG])
+    small = [render(tmp_path / f"s{i}.png", [LONG]) for i in range(2)]  # pages of one line each
+    out = stub.output = tmp_path / "pages.jsonl"
+    result = invoke(big, *small, "--layout", "page", "--batch-size", "3", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert [len(b) for b in stub.batches] == [3, 2]  # the big page alone, then the two small pages together
+    assert stub.seen_output[0] == "" and json.loads(stub.seen_output[1])["file"] == str(big)  # on disk already
+    assert [len(json.loads(row)["lines"]) for row in out.read_text().splitlines()] == [3, 1, 1]

@@ -129,23 +129,23 @@ def _read_pages(settings, pipeline, resolved, options, items, out, bar, stderr, 
     def score(hyp) -> float:
         return line_score(hyp.score, hyp.tokens, resolved.num_beams, resolved.length_penalty)
 
-    writer = PageWriter(
-        settings.format, out, single_input=len(items) == 1, score=score, err=bar.above if bar else stderr
-    )
     bad = 0
-    for batch in _batches(items, settings.batch_size, _Reader(settings.max_pixels, None)):
-        rows = [(item, image) for item, image, error in batch if error is None]
-        read = iter(read_pages(rows, pipeline, options, settings.layout, settings.batch_size, debug))
-        for item, _image, error in batch:
-            if error is not None:
-                writer.error(item.path, error)
-                bad += 1
-            else:
-                writer.page(next(read))
-        writer.flush()
-        if bar:
-            bar.advance(len(batch))
-    writer.close()
+    # each page is written as soon as it is read; leaving the block (also by Ctrl-C) ends an hOCR / ALTO document
+    with PageWriter(
+        settings.format, out, single_input=len(items) == 1, score=score, err=bar.above if bar else stderr
+    ) as writer:
+        for batch in _batches(items, settings.batch_size, _Reader(settings.max_pixels, None)):
+            rows = [(item, image) for item, image, error in batch if error is None]
+            read = read_pages(rows, pipeline, options, settings.layout, settings.batch_size, debug)
+            for item, _image, error in batch:
+                if error is not None:
+                    writer.error(item.path, error)
+                    bad += 1
+                else:
+                    writer.page(next(read))
+            writer.flush()
+            if bar:
+                bar.advance(len(batch))
     return bad
 
 

@@ -17,7 +17,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -71,7 +71,10 @@ class ReadPage:
 
 
 class PageWriter:
-    """Writes pages (or their errors) in input order; hOCR and ALTO write one document at the end (`close`)."""
+    """Writes pages (or their errors) in input order, each as soon as it is read. hOCR and ALTO are one document:
+    its header goes out with the first page, each page as it comes, and `close` ends it, also when the run stops
+    early (Ctrl-C, an error), so what was written is a valid document. A run where every input was bad writes none.
+    Use it as a context manager: leaving the block closes it."""
 
     def __init__(self, fmt: str, out: TextIO, *, single_input: bool, score, err: TextIO):
         if fmt not in PAGE_FORMATS:
@@ -83,7 +86,20 @@ class PageWriter:
             self.lines = make_writer(
                 "text" if fmt in ("hocr", "alto") else fmt, out, single_input=single_input, err=err
             )
-        self.pages: list[PageText] = []
+        self.pages = 0  # pages written to the hOCR / ALTO document
+        self.closed = False
+
+    def __enter__(self) -> PageWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:  # stopped early: end the document, without hiding why it stopped
+            self.close()
+        except OSError:
+            pass
 
     def page(self, read: ReadPage) -> None:
         from ..ocr import json_record, plain_text
@@ -108,7 +124,20 @@ class PageWriter:
                 box = " ".join(map(str, line.box))
                 self.lines.row([encodable(read.file), str(i), box, text.text, score, ""])
         else:
-            self.pages.append(page)
+            self._document_page(page)
+        self.out.flush()  # a page is whole on disk as soon as it is read
+
+    def _document_page(self, page: PageText) -> None:
+        """One page of the hOCR / ALTO document, its header first, written in one piece."""
+        from ..ocr.alto import alto_header, alto_page
+        from ..ocr.hocr import hocr_header, hocr_page
+
+        self.pages += 1
+        if self.fmt == "hocr":
+            text = (hocr_header() if self.pages == 1 else "") + hocr_page(page, self.pages)
+        else:
+            text = (alto_header(page.image) if self.pages == 1 else "") + alto_page(page, self.pages)
+        self.out.write(text)
 
     def error(self, file: str, error: VedError) -> None:
         self.lines.error(file, error)
@@ -117,11 +146,14 @@ class PageWriter:
         self.out.flush()
 
     def close(self) -> None:
-        """Writes the hOCR / ALTO document of every page read (none for a run where every input was bad)."""
-        from ..ocr import to_alto, to_hocr
+        """Ends the hOCR / ALTO document (if a page was written); once."""
+        from ..ocr import alto, hocr
 
+        if self.closed:
+            return
+        self.closed = True
         if self.fmt in ("hocr", "alto") and self.pages:
-            self.out.write(to_hocr(self.pages) if self.fmt == "hocr" else to_alto(self.pages))
+            self.out.write(hocr.FOOTER if self.fmt == "hocr" else alto.FOOTER)
         self.out.flush()
 
 
@@ -147,15 +179,18 @@ class _Scored:
     score: float
 
 
-def read_pages(rows, pipeline, options, mode: str, batch_size: int, debug: DebugDrawings | None) -> list[ReadPage]:
-    """The pages of one batch of decoded inputs (`rows`: (item, image) pairs), their lines read in batches of
-    `batch_size` crops of similar width/height ratio, put back in each page's order."""
+def read_pages(rows, pipeline, options, mode: str, batch_size: int, debug: DebugDrawings | None) -> Iterator[ReadPage]:
+    """The pages of decoded inputs (`rows`: (item, image) pairs) in order, each yielded as soon as its lines are read.
+    Lines are read in batches of `batch_size` crops of similar width/height ratio: a page of `batch_size` lines or
+    more alone, smaller pages (and single lines) gathered until they fill a batch; each line is put back in its page's
+    order."""
     from ..ocr import cut_line, decide_layout, find_lines
 
     whole_pages = reads_whole_pages(pipeline.processor)
-    pages: list[ReadPage] = []
-    crops: list[tuple[int, int, Image.Image]] = []  # (page, line, crop)
-    for item, image in rows:
+    pending: list[ReadPage] = []
+    crops: list[tuple[int, int, Image.Image]] = []  # (pending page, line, crop)
+    rows = list(rows)
+    for n, (item, image) in enumerate(rows):
         layout = find_lines(image)
         if debug is not None:
             debug.save(item.path, image, layout)
@@ -165,16 +200,19 @@ def read_pages(rows, pipeline, options, mode: str, batch_size: int, debug: Debug
         whole = mode == "auto" and (whole_pages or line_shaped or decide_layout(image, layout) == "line")
         if whole:
             layout = whole_image_layout(image.size)
-            crops.append((len(pages), 0, image))
+            crops.append((len(pending), 0, image))
         else:
-            crops.extend((len(pages), i, cut_line(image, line)) for i, line in enumerate(layout.lines))
-        pages.append(ReadPage(item.path, layout, [None] * len(layout.lines), whole))
-    crops.sort(key=lambda c: c[2].width / max(1, c[2].height))  # similar shapes share a batch (less padding)
-    for start in range(0, len(crops), batch_size):
-        chunk = crops[start : start + batch_size]
-        for (page, line, _crop), hyps in zip(chunk, pipeline.run([c[2] for c in chunk], options), strict=True):
-            pages[page].hypotheses[line] = hyps[0]
-    return pages
+            crops.extend((len(pending), i, cut_line(image, line)) for i, line in enumerate(layout.lines))
+        pending.append(ReadPage(item.path, layout, [None] * len(layout.lines), whole))
+        if len(crops) < batch_size and n < len(rows) - 1:
+            continue
+        crops.sort(key=lambda c: c[2].width / max(1, c[2].height))  # similar shapes share a batch (less padding)
+        for start in range(0, len(crops), batch_size):
+            chunk = crops[start : start + batch_size]
+            for (page, line, _crop), hyps in zip(chunk, pipeline.run([c[2] for c in chunk], options), strict=True):
+                pending[page].hypotheses[line] = hyps[0]
+        yield from pending
+        pending, crops = [], []
 
 
 def reads_whole_pages(processor) -> bool:

@@ -1,6 +1,7 @@
 """hOCR (the HTML that tesseract writes and OCRmyPDF, hocr-tools and gImageReader read): one ocr_page per image,
 ocr_carea per area (a column, or a run of full-width lines), ocr_par per block, ocr_line with bbox, baseline and
-x_size, ocrx_word with bbox and x_wconf. Word boxes are the reader's, or cut from the line in proportion to the
+x_size, ocrx_word with bbox and x_wconf. A document can be written whole (`to_hocr`) or page by page (`hocr_header`,
+`hocr_page` as each page is read, `FOOTER`). Word boxes are the reader's, or cut from the line in proportion to the
 characters (`results.split_words`) when it gives none.
 """
 
@@ -22,8 +23,7 @@ HEADER = """<?xml version="1.0" encoding="UTF-8"?>
   <meta http-equiv="Content-Type" content="text/html;charset=utf-8"/>
   <meta name="ocr-system" content="ved"/>
   <meta name="ocr-capabilities" content="ocr_page ocr_carea ocr_par ocr_line ocrx_word ocrp_wconf"/>
-  <meta name="ocr-number-of-pages" content="{pages}"/>
- </head>
+{count} </head>
  <body>
 """
 FOOTER = """ </body>
@@ -103,7 +103,14 @@ def hocr_page(page: PageText, number: int = 1) -> str:
     return "".join(out)
 
 
+def hocr_header(title: str = "", pages: int | None = None) -> str:
+    """The document's start, up to `<body>`; `pages` (the ocr-number-of-pages meta) is left out when unknown (a
+    document written page by page)."""
+    count = "" if pages is None else f'  <meta name="ocr-number-of-pages" content="{pages}"/>\n'
+    return HEADER.format(title=escape(clean(title), quote=False), count=count)
+
+
 def to_hocr(pages: Sequence[PageText], title: str = "") -> str:
     """A whole hOCR document for the pages, in order."""
     body = "".join(hocr_page(page, n) for n, page in enumerate(pages, start=1))
-    return HEADER.format(title=escape(clean(title), quote=False), pages=len(pages)) + body + FOOTER
+    return hocr_header(title, len(pages)) + body + FOOTER

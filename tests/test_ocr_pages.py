@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import struct
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -246,3 +250,82 @@ def test_a_page_is_written_before_the_next_pages_are_read_and_small_pages_share_
     assert [len(b) for b in stub.batches] == [3, 2]  # the big page alone, then the two small pages together
     assert stub.seen_output[0] == "" and json.loads(stub.seen_output[1])["file"] == str(big)  # on disk already
     assert [len(json.loads(row)["lines"]) for row in out.read_text().splitlines()] == [3, 1, 1]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that says it is width x height (grey) and holds no pixels: refused or read from its header alone."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@needs_font
+def test_a_huge_page_and_a_broken_file_are_one_error_line_each_and_the_batch_goes_on(stub, tmp_path, capsys):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header(10_000, 14_000))  # 140 megapixels: over the default limit, refused from the header
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (1240, 1754), "white").save(blank)
+    page = render(tmp_path / "page.png", [LONG, SHORT])
+    code = main(["ocr", str(huge), str(tmp_path / "broken.png"), str(blank), str(page), "--format", "text"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [row for row in out.splitlines() if row] == [f"{page}: long", f"{page}: short"]  # the blank page: nothing
+    errors = err.splitlines()
+    assert len(errors) == 2 and all(e.startswith("Error: ") for e in errors)
+    assert "10000x14000" in errors[0] and "--max-pixels" in errors[0] and errors[0].endswith(f"({huge})")
+    assert errors[1].endswith(f"({tmp_path / 'broken.png'})")
+
+
+CHILD = """
+import resource, sys
+from types import SimpleNamespace
+from vedcli.cli import main
+from vedcli.generation import pipeline
+
+class Stub:
+    processor = None
+    @classmethod
+    def load(cls, *args, **kwargs):
+        return cls()
+    def resolve(self, options):
+        return SimpleNamespace(num_return_sequences=1, num_beams=1, length_penalty=1.0)
+    def run(self, images, options):
+        return [[SimpleNamespace(text=f"{i.width}x{i.height}", score=-0.1, tokens=[1])] for i in images]
+
+pipeline.Pipeline = Stub
+code = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+@needs_font
+def test_a_10000_by_14000_page_is_read_in_bounded_memory_when_allowed(tmp_path):
+    huge = Image.new("L", (10_000, 14_000), 255)
+    draw = ImageDraw.Draw(huge)
+    font = ImageFont.truetype(FONT, 120)
+    for i in range(12):
+        draw.text((600, 800 + 200 * i), f"Line {i}: {LONG}", font=font, fill=0)
+    huge.save(tmp_path / "huge.png")
+    del huge, draw
+
+    def run(*args):
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, "ocr", *args, "--format", "csv"], capture_output=True, text=True, timeout=300
+        )
+        return done.returncode, done.stdout, int(done.stderr.splitlines()[-1])
+
+    code, out, peak = run(str(tmp_path / "huge.png"), "--max-pixels", "0")
+    Image.new("L", (300, 200), 255).save(tmp_path / "small.png")
+    _, _, baseline = run(str(tmp_path / "small.png"))
+    assert code == 0
+    rows = out.splitlines()[1:]
+    assert len(rows) == 12
+    x0, y0, x1, y1 = map(int, rows[0].split(",")[2].split())
+    assert 590 <= x0 <= 630 and 790 <= y0 <= 840 and x1 > 3000  # in the file's own pixels
+    assert peak - baseline < 1000  # MB: the page as RGB (420 MB) and its decoding, the analysis shrunk to 12 MPx

@@ -360,14 +360,14 @@ def test_split_is_seeded():
 def test_split_rejects_bad_fractions(fraction):
     with pytest.raises(OptionError) as caught:
         split_examples(_examples(10), fraction, seed=0)
-    assert caught.value.where == "--val-split"
+    assert caught.value.option == "val_split"
 
 
 @pytest.mark.parametrize("n", [0, 1])
 def test_split_needs_two_examples(n):
     with pytest.raises(OptionError, match="at least 2") as caught:
         split_examples(_examples(n), 0.5, seed=0)
-    assert caught.value.where == "--val-split"
+    assert caught.value.option == "val_split"
 
 
 # --- targets ----------------------------------------------------------------------------------------------------
@@ -479,7 +479,7 @@ def test_max_target_length_keeps_the_eos(photo_data, tokenizers):
     for bad in (0, -1, 2.5, True):
         with pytest.raises(OptionError) as caught:
             ImageTextDataset(photo_data, processor, gpt2, eos, append_eos=True, max_target_length=bad)
-        assert caught.value.where == "--max-target-length"
+        assert caught.value.option == "max_target_length"
 
 
 def test_collate_pads_labels_with_ignore_index(photo_data, tokenizers):

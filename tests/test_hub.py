@@ -173,7 +173,7 @@ def test_local_folder_is_used_as_is(tmp_path: Path) -> None:
 def test_revision_with_local_folder_names_the_flag(tmp_path: Path) -> None:
     with pytest.raises(OptionError) as info:
         resolve_model(str(tmp_path), revision="main")
-    assert info.value.where == "--revision"
+    assert info.value.option == "revision"
 
 
 @pytest.mark.parametrize("name", ["no/such/folder", "bad..name", "./missing-folder", "-x"])

@@ -228,7 +228,7 @@ def test_tsv_escapes_tabs_and_newlines() -> None:
 def test_unknown_format_names_the_flag() -> None:
     with pytest.raises(OptionError) as info:
         make_writer("xml", io.StringIO(), single_input=True)
-    assert info.value.where == "--format"
+    assert info.value.option == "format"
 
 
 def test_open_output(tmp_path: Path) -> None:
@@ -240,4 +240,4 @@ def test_open_output(tmp_path: Path) -> None:
     assert (tmp_path / "out.csv").read_bytes() == b'file,text,score,error\na.png,"x\ny",0.5,\n'
     with pytest.raises(OptionError) as info:
         open_output(str(tmp_path / "no" / "such" / "dir.txt"))
-    assert info.value.where == "--output" and "no such file or directory" in info.value.message
+    assert info.value.option == "output" and "no such file or directory" in info.value.message

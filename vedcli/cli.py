@@ -35,7 +35,7 @@ import typer  # noqa: E402
 from typer.core import TyperCommand  # noqa: E402
 
 from .commands.caption import RunSettings, caption_inputs  # noqa: E402
-from .errors import OptionError, VedError  # noqa: E402
+from .errors import OptionError, VedError, options_named  # noqa: E402
 from .generation.options import DecodingOptions  # noqa: E402  (no torch)
 from .terminal import is_terminal  # noqa: E402
 
@@ -46,6 +46,35 @@ OCR_MODEL = "printed"  # the built-in reader shipped in the package (vedcli/chec
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CRASH = 70  # an unexpected exception: a bug in ved (sysexits.h EX_SOFTWARE)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the output's reader went away
+
+# The library names options (errors.option("top_p")); the CLI shows each as the flag that sets it. Most flags are
+# the option's name with dashes; these are not, or are not ved's own.
+_FLAG_OF = {
+    "num_beams": "--beams",
+    "do_sample": "--sample",
+    "encoder_overrides": "--encoder-config",
+    "decoder_overrides": "--decoder-config",
+    "nproc_per_node": "--nproc_per_node",  # torchrun's
+}
+_FLAG_LIKE_NAME = (
+    # caption / ocr, and the generation options
+    *("model", "revision", "max_new_tokens", "min_new_tokens", "temperature", "top_k", "top_p", "seed"),
+    *("no_repeat_ngram_size", "repetition_penalty", "length_penalty", "num_return_sequences", "batch_size"),
+    *("max_pixels", "device", "dtype", "format", "output", "layout", "debug_layout"),
+    *("early_stopping", "bad_words_ids"),  # set by a checkpoint's generation config, never by a flag of ved's
+    # convert, compose
+    *("max_shard_size", "force", "tokenizer", "revision_encoder", "revision_decoder"),
+    # train
+    *("data", "val_data", "val_split", "epochs", "max_steps", "grad_accum", "lr", "warmup_steps", "schedule"),
+    *("weight_decay", "clip_norm", "label_smoothing", "ctc_weight", "freeze_encoder", "workers", "eval_every"),
+    *("save_every", "log_every", "metric", "samples", "max_target_length", "skip_bad", "resume"),
+)
+FLAGS: dict[str, str] = {**{name: "--" + name.replace("_", "-") for name in _FLAG_LIKE_NAME}, **_FLAG_OF}
+
+
+def flag_of(name: str) -> str:
+    """How a message names option `name` to a command-line user: its flag (an option no flag sets: its name)."""
+    return FLAGS.get(name, name)
 
 
 class Device(str, Enum):
@@ -608,7 +637,7 @@ def _exit_with(work: Callable[[], int]) -> None:
             shown(message, category, filename, lineno, file, line)
 
     _quiet_hub_downloads(sys.stderr)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), options_named(flag_of):
         warnings.showwarning = show
         try:
             code = work()

@@ -19,7 +19,7 @@ import json
 import struct
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ModelError, option
 
 # name -> what it is; each is a folder of the same name under ROOT
 BUILTIN_MODELS = {"printed": "a reader of single lines of printed text"}
@@ -42,7 +42,7 @@ def builtin_folder(name: str) -> Path:
     if not folder.is_dir():
         raise ModelError(
             f"the built-in model '{name}' is not installed in this copy of ved: reinstall ved, or name another "
-            "model, e.g. --model microsoft/trocr-base-printed or --model path/to/folder",
+            f"model, e.g. {option('model')} microsoft/trocr-base-printed or {option('model')} path/to/folder",
             where=str(folder),
         )
     for file in REQUIRED_FILES:

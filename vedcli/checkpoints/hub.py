@@ -28,7 +28,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from ..errors import ModelError, OptionError
+from ..errors import ModelError, OptionError, option
 from .builtin import builtin_folder, is_builtin
 
 CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json")
@@ -57,13 +57,16 @@ def resolve_model(name_or_path: str, revision: str | None = None, *, cache_dir: 
     if is_builtin(name_or_path):
         if revision is not None:
             raise OptionError(
-                f"--revision only applies to hub models, not to the built-in model '{name_or_path}'", where="--revision"
+                f"{option('revision')} only applies to hub models, not to the built-in model '{name_or_path}'",
+                where=option("revision"),
             )
         return builtin_folder(name_or_path)
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         if revision is not None:
-            raise OptionError("--revision only applies to hub models, not to a local folder", where="--revision")
+            raise OptionError(
+                f"{option('revision')} only applies to hub models, not to a local folder", where=option("revision")
+            )
         return folder
     if folder.exists():
         raise ModelError("a model is a folder or a hub id, not a file", where=name_or_path)

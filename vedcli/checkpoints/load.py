@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import OptionError, VedWarning
+from ..errors import OptionError, VedWarning, option
 from ..generation.defaults import GenerationConfig
 from ..model import VisionEncoderDecoder, model_config
 from .dtypes import ALIASES, DTYPES
@@ -23,11 +23,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise OptionError(f"unknown device '{device}' (use auto, cpu or cuda)", "--device") from None
+        raise OptionError(f"unknown device '{device}' (use auto, cpu or cuda)", option("device")) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("CUDA was asked for but no CUDA device is available", "--device")
+        raise OptionError("CUDA was asked for but no CUDA device is available", option("device"))
     if dev.type not in ("cpu", "cuda"):
-        raise OptionError(f"unsupported device '{device}' (use auto, cpu or cuda)", "--device")
+        raise OptionError(f"unsupported device '{device}' (use auto, cpu or cuda)", option("device"))
     return dev
 
 
@@ -36,12 +36,12 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
-            raise OptionError(f"unsupported dtype {dtype} (use fp32, fp16 or bf16)", "--dtype")
+            raise OptionError(f"unsupported dtype {dtype} (use fp32, fp16 or bf16)", option("dtype"))
         return dtype
     try:
         return ALIASES[str(dtype).lower()]
     except KeyError:
-        raise OptionError(f"unknown dtype '{dtype}' (use fp32, fp16 or bf16)", "--dtype") from None
+        raise OptionError(f"unknown dtype '{dtype}' (use fp32, fp16 or bf16)", option("dtype")) from None
 
 
 def load_model(

@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import OptionError
+from ..errors import OptionError, option
 
 MARKER = ".ved"
 KINDS = ("model", "run")
@@ -108,7 +108,7 @@ def replace_problem(path: str | Path) -> str | None:
 def check_replaceable(
     path: str | Path,
     force: bool,
-    exists_message: str = "already exists; --force replaces it",
+    exists_message: str = f"already exists; {option('force')} replaces it",
 ) -> None:
     """Refuse (OptionError naming `path`) to write `path` unless that loses nothing: it does not exist or is an
     empty folder; or, with `force`, it is a folder ved wrote holding only what ved writes. `exists_message` is the
@@ -156,7 +156,7 @@ def check_output_not_input(output: str | None, inputs: Iterable[str]) -> None:
             except OSError:
                 pass
         if same:
-            raise OptionError(f"the output file is the input {path}; ved never writes over an input", "--output")
+            raise OptionError(f"the output file is the input {path}; ved never writes over an input", option("output"))
 
 
 def umask() -> int:

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from ..errors import OptionError
+from ..errors import OptionError, option
 from ..generation.defaults import GenerationConfig, SpecialTokens
 from ..processing.image import ImageProcessor
 from ..processing.tokenizer import Tokenizer
@@ -60,13 +60,13 @@ def atomic_folder(target: str | Path, force: bool = False, kind: str = "model") 
         raise
 
 
-def parse_size(text: str | int | None, flag: str = "--max-shard-size") -> int | None:
+def parse_size(text: str | int | None, where: str = option("max_shard_size")) -> int | None:
     """'500MB', '2GB', '1.5GiB' or a byte count -> bytes; None stays None."""
     if text is None or isinstance(text, int):
         return text
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMG]I?B|B)?\s*", str(text).upper())
     if not match or float(match.group(1)) <= 0:
-        raise OptionError(f"cannot read size '{text}' (use e.g. 500MB or 2GB)", flag)
+        raise OptionError(f"cannot read size '{text}' (use e.g. 500MB or 2GB)", where)
     return int(float(match.group(1)) * UNITS[match.group(2) or ""])
 
 

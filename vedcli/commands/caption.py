@@ -21,7 +21,7 @@ from PIL import Image
 
 from .. import interrupts
 from ..checkpoints.safety import check_output_not_input
-from ..errors import InputError, OptionError
+from ..errors import InputError, OptionError, option
 from ..terminal import is_terminal
 from .inputs import InputItem, expand_inputs
 from .output import make_writer, open_output
@@ -56,9 +56,9 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
     """Caption every input, writing results as each batch completes; returns how many inputs were bad.
     Raises VedError for a bad run (model, options, no inputs) before any image is read."""
     if settings.batch_size < 1:
-        raise OptionError("--batch-size must be at least 1", where="--batch-size")
+        raise OptionError(f"{option('batch_size')} must be at least 1", where=option("batch_size"))
     if settings.max_pixels is not None and settings.max_pixels < 0:
-        raise OptionError("--max-pixels must be at least 0 (0: no limit)", where="--max-pixels")
+        raise OptionError(f"{option('max_pixels')} must be at least 0 (0: no limit)", where=option("max_pixels"))
     from ..generation.options import DecodingOptions
     from ..generation.pipeline import Pipeline
 
@@ -70,9 +70,11 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
     check_output_not_input(settings.output, (item.path for item in items))  # never write over an input
     pages = settings.layout in ("auto", "page")
     if not pages and settings.format in ("hocr", "alto"):
-        raise OptionError(f"--format {settings.format} needs --layout auto or page (ved ocr)", where="--format")
+        raise OptionError(f"{option('format')} {settings.format} needs {option('layout')} auto or page (ved ocr)",
+                          where=option("format"))  # fmt: skip
     if not pages and settings.debug_layout is not None:
-        raise OptionError("--debug-layout needs --layout auto or page (ved ocr)", where="--debug-layout")
+        raise OptionError(f"{option('debug_layout')} needs {option('layout')} auto or page (ved ocr)",
+                          where=option("debug_layout"))  # fmt: skip
     debug = None
     if pages and settings.debug_layout is not None:
         from .pages import DebugDrawings
@@ -83,7 +85,8 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
         pipeline = Pipeline.load(settings.model, settings.revision, device=settings.device, dtype=settings.dtype)
     resolved = pipeline.resolve(options)
     if pages and resolved.num_return_sequences > 1:
-        raise OptionError("--num-return-sequences above 1 needs --layout line", where="--num-return-sequences")
+        raise OptionError(f"{option('num_return_sequences')} above 1 needs {option('layout')} line",
+                          where=option("num_return_sequences"))  # fmt: skip
     interrupts.started()  # from here Ctrl-C stops cleanly, keeping what was written
     out = stdout if settings.output in (None, "-") else open_output(settings.output)
     # A progress bar when stderr is a terminal that the results are not printed on as well.
@@ -187,7 +190,8 @@ class _Reader:
         try:
             return item, open_image(item.path, self.max_pixels, self.processor), None
         except ImageTooLarge as error:
-            return item, None, InputError(f"{error.message}; --max-pixels raises the limit", where=error.where)
+            message = f"{error.raw_message}; {option('max_pixels')} raises the limit"
+            return item, None, InputError(message, error.raw_where)
         except InputError as error:
             return item, None, error
 

@@ -35,11 +35,8 @@ from ..checkpoints.load import resolve_dtype
 from ..checkpoints.safety import check_not_inside, check_replaceable
 from ..checkpoints.save import atomic_folder, save_pretrained
 from ..checkpoints.weights import LEGACY_SUFFIXES, to_hf
-from ..config import ModelConfig, field_name
-from ..decoders import FAMILIES as DECODER_FAMILIES
-from ..decoders.distilbert import distilbert_as_bert
-from ..encoders import FAMILIES as ENCODER_FAMILIES
-from ..errors import ModelError, OptionError
+from ..config import ModelConfig
+from ..errors import ModelError, OptionError, option
 from ..generation.defaults import GenerationConfig
 from ..model import VisionEncoderDecoder, model_config
 from ..processing.byte_tokenizer import byte_tokenizer
@@ -51,10 +48,11 @@ from ..processing.image import (
     load_image_processor,
 )
 from ..processing.tokenizer import Tokenizer, load_tokenizer
+from ..registry import DECODERS, ENCODERS, decoder_family, encoder_family, field_name
 
 ARGUMENT = {"encoder": "ENCODER", "decoder": "DECODER"}  # the command-line argument each side comes from
-OVERRIDE_FLAG = {"encoder": "--encoder-config", "decoder": "--decoder-config"}
-REVISION_FLAG = {"encoder": "--revision-encoder", "decoder": "--revision-decoder"}
+OVERRIDES = {side: option(f"{side}_overrides") for side in ARGUMENT}  # the option of each side's config changes
+REVISION = {side: option(f"revision_{side}") for side in ARGUMENT}
 
 
 @dataclass
@@ -159,8 +157,6 @@ def compose(options: ComposeOptions) -> Composition:
         wanted = {"bos_token_id": ids.bos, "eos_token_id": ids.eos, "pad_token_id": ids.pad,
                   "decoder_start_token_id": ids.start}  # fmt: skip
         dec.config.update({k: v for k, v in wanted.items() if k not in dec_given})
-    if dec.kind == "gpt2":
-        notes.append("GPT-2 tokenizers add no end-of-sequence token: training appends <|endoftext|> to each caption")
     _match_cross_attention(enc, dec, notes)
     _size_bart_cache(dec, notes)
 
@@ -208,19 +204,20 @@ def is_checkpoint_name(name: str) -> bool:
 
 def load_part(name: str, side: str, overrides: list[str], revision: str | None = None) -> Part:
     """The encoder or decoder `name` stands for, with `overrides` (KEY=VALUE) applied to its config."""
-    flag = OVERRIDE_FLAG[side]
+    where = OVERRIDES[side]
     if is_checkpoint_name(name):
         part = _pretrained_part(name, side, overrides, revision)
     else:
         if revision is not None:
-            raise OptionError(f"{REVISION_FLAG[side]} applies to hub models, not to the preset '{name}'",
-                              REVISION_FLAG[side])  # fmt: skip
-        config = presets.apply_overrides(presets.load_preset(name, side), overrides, flag)  # type: ignore[arg-type]
+            raise OptionError(f"{REVISION[side]} applies to hub models, not to the preset '{name}'", REVISION[side])
+        config = presets.apply_overrides(presets.load_preset(name, side), overrides, where)  # type: ignore[arg-type]
         part = Part(side, name, config)
     part.source_type = part.kind
-    if side == "decoder" and part.kind == "distilbert":
-        part.config, part.state = distilbert_as_bert(part.config, part.state)
-        part.notes.append("distilbert becomes a BERT decoder: same weights, causal self-attention, zero token types")
+    record = decoder_family(part.kind) if side == "decoder" else None
+    if record is not None and record.as_decoder is not None:  # DistilBERT: written as a BERT decoder
+        part.config, part.state = record.as_decoder(part.config, part.state)
+    if record is not None and record.note is not None:
+        part.notes.append(record.note)
     _check_family(part)
     _check_config(part, overrides)
     return part
@@ -241,7 +238,7 @@ def _check_config(part: Part, overrides: list[str]) -> None:
             check_memory(decoder_parameters(decoder_config(part.config, where)), 4, where, "decoder")
     except ConfigFieldError as error:
         if overrides and (not error.keys or set(error.keys) & _override_keys(overrides, part.source_type)):
-            raise OptionError(error.message, OVERRIDE_FLAG[part.side]) from None
+            raise OptionError(error.raw_message, OVERRIDES[part.side]) from None
         raise
 
 
@@ -249,8 +246,9 @@ def _pretrained_part(name: str, side: str, overrides: list[str], revision: str |
     try:
         folder = resolve_model(name, revision)
     except OptionError as error:
-        if error.where == "--revision":  # the hub module names its own flag
-            raise OptionError(error.message.replace("--revision", REVISION_FLAG[side]), REVISION_FLAG[side]) from None
+        if error.option == "revision":  # the hub module's revision is this side's
+            message = error.raw_message.replace(option("revision"), REVISION[side])
+            raise OptionError(message, REVISION[side]) from None
         raise
     config = read_json(folder / "config.json")
     prefix = ""
@@ -260,7 +258,7 @@ def _pretrained_part(name: str, side: str, overrides: list[str], revision: str |
         config, prefix = dict(config[side]), side + "."
     if "model_type" not in config:
         raise ModelError("config.json names no model_type", str(folder / "config.json"))
-    config = presets.apply_overrides(config, overrides, OVERRIDE_FLAG[side])
+    config = presets.apply_overrides(config, overrides, OVERRIDES[side])
     if side == "encoder":  # as the reference does: whatever the source was, it is an encoder now
         config.pop("is_decoder", None)
         config.pop("add_cross_attention", None)
@@ -271,9 +269,9 @@ def _pretrained_part(name: str, side: str, overrides: list[str], revision: str |
 
 def _check_family(part: Part) -> None:
     if part.side == "encoder":
-        families, what = ENCODER_FAMILIES, "an image encoder"
+        families, what = ENCODERS, "an image encoder"
     else:
-        families, what = {**DECODER_FAMILIES, "distilbert": None}, "a language model ved can use as a decoder"
+        families, what = DECODERS, "a language model ved can use as a decoder"
     kind = part.config.get("model_type")
     if kind not in families:
         supported = ", ".join(sorted(families))
@@ -302,21 +300,6 @@ def _common_dtype(parts: list[Part]) -> torch.dtype:
 # Tokenizer, special tokens, vocabulary size.
 # ------------------------------------------------------------------------------------------------------------------
 
-# decoder model_type -> the (start, end, pad) tokens of its family, as text
-_CLS_SEP = ("[CLS]", "[SEP]", "[PAD]")
-_S = ("<s>", "</s>", "<pad>")
-FAMILY_TOKENS = {
-    "gpt2": ("<|endoftext|>",) * 3,
-    "bert": _CLS_SEP,
-    "electra": _CLS_SEP,
-    "roberta": _S,
-    "xlm-roberta": _S,
-    "camembert": _S,
-    "bart": _S,
-    "mbart": _S,
-    "bert-generation": _S,
-    "trocr": ("</s>", "</s>", "<pad>"),
-}
 ROLES = ("start", "eos", "pad")
 # where a role's id is looked for when the family's token is not in the vocabulary: tokenizer roles, config keys
 TOKENIZER_ROLES = {"start": ("cls_token", "bos_token"), "eos": ("sep_token", "eos_token"), "pad": ("pad_token",)}
@@ -331,8 +314,8 @@ def _tokenizer(source: str | None, dec: Part) -> Tokenizer:
         try:
             return load_tokenizer(dec.folder)  # type: ignore[arg-type]
         except ModelError as error:
-            raise ModelError(f"{error.message}; give one with --tokenizer", error.where) from None
-    return byte_tokenizer(dec.kind)
+            raise ModelError(f"{error.raw_message}; give one with {option('tokenizer')}", error.raw_where) from None
+    return byte_tokenizer(decoder_family(dec.kind).tokens)  # type: ignore[union-attr]
 
 
 def _fit_vocab(dec: Part, tokenizer: Tokenizer, given: bool, overridden: set[str]) -> None:
@@ -342,7 +325,8 @@ def _fit_vocab(dec: Part, tokenizer: Tokenizer, given: bool, overridden: set[str
         dec.config["vocab_size"] = size
     vocab = dec.config.get("vocab_size")
     if isinstance(vocab, int) and vocab < size:
-        where = "--decoder-config" if "vocab_size" in overridden else ("--tokenizer" if given else ARGUMENT["decoder"])
+        source = option("tokenizer") if given else ARGUMENT["decoder"]
+        where = OVERRIDES["decoder"] if "vocab_size" in overridden else source
         raise OptionError(f"the tokenizer has {size} tokens but the decoder's vocab_size is {vocab}", where)
 
 
@@ -350,9 +334,11 @@ def special_tokens(
     kind: str, tokenizer: Tokenizer, config: dict[str, Any], overridden: Collection[str] = ()
 ) -> tuple[TokenIds, dict[str, str]]:
     """Start, end and pad ids for a decoder of model_type `kind`: ids the user set with --decoder-config, else the
-    family's tokens looked up in the tokenizer, else the tokenizer's own roles, else the decoder config's ids.
-    GPT-2 pads with its end-of-text token."""
-    family = FAMILY_TOKENS[kind]
+    family's tokens (its record's start, end and pad) looked up in the tokenizer, else the tokenizer's own roles,
+    else the decoder config's ids. GPT-2 pads with its end-of-text token."""
+    record = decoder_family(kind)
+    tokens = record.tokens  # type: ignore[union-attr]
+    family = (tokens.token(record.start), tokens.token(record.end), tokens.pad)  # type: ignore[union-attr]
     ids: dict[str, int | None] = {}
     for role, token in zip(ROLES, family, strict=True):
         keys = CONFIG_KEYS[role]
@@ -369,7 +355,7 @@ def special_tokens(
     missing = [role for role in ROLES if ids[role] is None]
     if missing:
         raise OptionError(f"cannot tell the decoder's {' and '.join(missing)} token: the tokenizer has no "
-                          f"{' or '.join(family[ROLES.index(r)] for r in missing)}", "--tokenizer")  # fmt: skip
+                          f"{' or '.join(family[ROLES.index(r)] for r in missing)}", option("tokenizer"))  # fmt: skip
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else ids["start"]
     result = TokenIds(ids["start"], ids["eos"], ids["pad"], bos)  # type: ignore[arg-type]
     text = {role: tokenizer.backend.id_to_token(getattr(result, role)) or "?" for role in ROLES}
@@ -387,7 +373,8 @@ def _match_cross_attention(enc: Part, dec: Part, notes: list[str]) -> None:
     rather than through an added enc_to_dec_proj."""
     declared = dec.config.get("cross_attention_hidden_size")
     width = encoder_width(enc.config)
-    if declared is None and dec.config.get("model_type") == "trocr" and dec.config.get("d_model") != width:
+    reads_width = getattr(decoder_family(dec.kind), "reads_encoder_width", False)
+    if declared is None and reads_width and dec.config.get("d_model") != width:
         dec.config["cross_attention_hidden_size"] = width
     elif declared is not None and declared != width:
         dec.config["cross_attention_hidden_size"] = width
@@ -398,7 +385,8 @@ def _size_bart_cache(dec: Part, notes: list[str]) -> None:
     """BART's num_hidden_layers means its encoder_layers, and transformers' generate sizes the decoder's cache by
     it: a BART-derived decoder needs at least as many (unused) encoder layers declared as it has decoder layers."""
     d = dec.config
-    if dec.kind in ("bart", "mbart") and d.get("encoder_layers", 12) < d.get("decoder_layers", 12):
+    sized = getattr(decoder_family(dec.kind), "cache_by_encoder_layers", False)
+    if sized and d.get("encoder_layers", 12) < d.get("decoder_layers", 12):
         d["encoder_layers"] = d["decoder_layers"]
         notes.append(f"encoder_layers raised to {d['decoder_layers']} so transformers' generate sizes its cache right")
 
@@ -440,7 +428,7 @@ def image_processor(enc: Part, cfg: ModelConfig, overridden: set[str]) -> ImageP
         c = processor.config
         d = {"image_processor_type": c.processor_type, "image_mean": c.image_mean, "image_std": c.image_std}
         return ImageProcessor(ImageProcessorConfig.from_dict(d, image_size=size))
-    family = "DonutImageProcessor" if enc.kind == "donut-swin" else "ViTImageProcessor"
+    family = encoder_family(enc.kind).image_processor  # type: ignore[union-attr]
     return ImageProcessor(ImageProcessorConfig.from_dict({"image_processor_type": family}, image_size=size))
 
 
@@ -448,17 +436,10 @@ def image_processor(enc: Part, cfg: ModelConfig, overridden: set[str]) -> ImageP
 # Weights: the sources' tensors where they have them, the reference's initialisation elsewhere.
 # ------------------------------------------------------------------------------------------------------------------
 
-# Prefixes a source's names may lack or carry beyond those inside a VisionEncoderDecoder: a base-model checkpoint
-# (ViTModel, BertModel, GPT2Model, BartModel) lacks `bert.`/`transformer.`/`model.`; a task model built on an
-# encoder (ViTForImageClassification) carries `vit.`.
-ENCODER_PREFIXES = {"vit": "vit.", "deit": "deit.", "beit": "beit.", "data2vec-vision": "data2vec_vision.",
-                    "swin": "swin.", "donut-swin": "donut."}  # fmt: skip
-DECODER_PREFIXES = {"gpt2": "transformer.", "bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta.",
-                    "camembert": "roberta.", "electra": "electra.", "bert-generation": "bert.", "bart": "model.",
-                    "mbart": "model.", "trocr": "model."}  # fmt: skip
-# BART-style models share one embedding matrix between encoder and decoder (`model.shared`); saved models may keep
-# only that copy
-SHARED_EMBEDDINGS = {"model.decoder.embed_tokens.weight": ("model.shared.weight", "shared.weight")}
+# A source's names may lack or carry prefixes beyond those inside a VisionEncoderDecoder (its record's `prefix`): a
+# base-model checkpoint (ViTModel, BertModel, GPT2Model, BartModel) lacks `bert.`/`transformer.`/`model.`; a task
+# model built on an encoder (ViTForImageClassification) carries `vit.`. It may hold a tensor under another name
+# (the record's `copies`: BART's embeddings, shared with its encoder).
 CROSS_ATTENTION = re.compile(r"crossattention|encoder_attn|ln_cross_attn|cross_attn")
 BUFFERS = re.compile(r".*(position_ids|token_type_ids|relative_position_index|\.attn\.bias|\.attn\.masked_bias|"
                      r"crossattention\.bias|crossattention\.masked_bias|_float_tensor)$")  # fmt: skip
@@ -466,11 +447,12 @@ BUFFERS = re.compile(r".*(position_ids|token_type_ids|relative_position_index|\.
 
 def candidates(name: str, side: str, kind: str) -> list[str]:
     """Source names that may hold the tensor called `name` inside a VisionEncoderDecoder's `side`."""
+    record = encoder_family(kind) if side == "encoder" else decoder_family(kind)
+    base = record.prefix if record is not None else ""
     if side == "encoder":
-        return [name, ENCODER_PREFIXES.get(kind, "") + name]
-    base = DECODER_PREFIXES.get(kind, "")
+        return [name, base + name]
     out = [name] + ([name[len(base) :]] if base and name.startswith(base) else [])
-    return out + list(SHARED_EMBEDDINGS.get(name, ()))
+    return out + list(getattr(record, "copies", {}).get(name, ()))
 
 
 def assemble(
@@ -513,7 +495,7 @@ def assemble(
                 new.append(full)
     for side, problems in wrong.items():
         if problems:
-            raise ModelError(f"its tensors do not fit the composed config (did {OVERRIDE_FLAG[side]} change a "
+            raise ModelError(f"its tensors do not fit the composed config (did {OVERRIDES[side]} change a "
                              f"size?): {_listing(problems)}", parts[side].name)  # fmt: skip
     if refit:
         notes.append(f"the source's cross-attention does not fit this encoder and starts anew: {_listing(refit)}")
@@ -528,8 +510,7 @@ def assemble(
 
 def _tied_copy(key: str, part: Part) -> bool:
     """A saved copy of an LM head tied to the token embeddings (older transformers saved both)."""
-    heads = ("lm_head.weight", "cls.predictions.decoder.weight", "generator_lm_head.weight", "output_projection.weight",
-             "lm_head.decoder.weight", "vocab_projector.weight")  # fmt: skip
+    heads = {record.head for record in DECODERS.values()}
     return part.side == "decoder" and key in heads and part.config.get("tie_word_embeddings", True)
 
 

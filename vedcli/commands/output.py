@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from ..errors import OptionError, VedError
+from ..errors import OptionError, VedError, option
 
 FORMATS = ("text", "jsonl", "csv", "tsv")
 
@@ -149,7 +149,7 @@ def make_writer(
         return JsonlWriter(out, ranked=ranked)
     if fmt in ("csv", "tsv"):
         return DelimitedWriter(out, ranked=ranked, tabs=fmt == "tsv")
-    raise OptionError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", where="--format")
+    raise OptionError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", where=option("format"))
 
 
 def open_output(path: str | None) -> TextIO:
@@ -160,7 +160,7 @@ def open_output(path: str | None) -> TextIO:
         return open(Path(path), "w", encoding="utf-8", newline="")
     except OSError as error:
         reason = error.strerror.lower() if error.strerror else str(error)
-        raise OptionError(f"cannot write {path}: {reason}", where="--output") from None
+        raise OptionError(f"cannot write {path}: {reason}", where=option("output")) from None
 
 
 def _json_number(value: float) -> float | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 from PIL import Image
 
 from ..checkpoints.safety import check_output_not_input
-from ..errors import OptionError, VedError
+from ..errors import OptionError, VedError, option
 from .output import DelimitedWriter, ResultWriter, encodable, make_writer, printable
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class PageWriter:
 
     def __init__(self, fmt: str, out: TextIO, *, single_input: bool, score, err: TextIO):
         if fmt not in PAGE_FORMATS:
-            raise OptionError(f"unknown format {fmt!r}; choose one of {', '.join(PAGE_FORMATS)}", where="--format")
+            raise OptionError(f"unknown format {fmt!r}; choose one of {', '.join(PAGE_FORMATS)}", option("format"))
         self.fmt, self.out, self.single_input, self.score = fmt, out, single_input, score
         if fmt in ("csv", "tsv"):
             self.lines: ResultWriter = _LineRows(out, tabs=fmt == "tsv")
@@ -238,7 +238,7 @@ class DebugDrawings:
             try:
                 check_output_not_input(path, inputs)
             except OptionError as error:
-                raise OptionError(error.message, where="--debug-layout") from None
+                raise OptionError(error.raw_message, where=option("debug_layout")) from None
         if not single_input:
             if self.path.exists() and not self.path.is_dir():
                 raise OptionError("with several inputs this must be a folder, and it is a file", where=path)
@@ -264,4 +264,4 @@ class DebugDrawings:
         try:
             draw_layout(image, layout).save(target, format="PNG")
         except OSError as error:
-            raise OptionError(f"cannot write {target}: {error.strerror or error}", where="--debug-layout") from None
+            raise OptionError(f"cannot write {target}: {error.strerror or error}", option("debug_layout")) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from ..errors import option, spell
 from ..training.trainer import TrainOptions, resumed_options
 from ..training.trainer import train as run_training
 
@@ -17,9 +18,10 @@ def train(output: str, given: dict[str, Any], *, resume: bool, force: bool, stdo
         return not result.interrupted
     run_dir = result.run
     if result.interrupted:
+        again = f"ved train {option('output')} {run_dir} {option('resume')}"
         print(
             f"interrupted at step {result.step} of {result.total_steps}; {run_dir / 'last'} saved. "
-            f"Continue with: ved train --output {run_dir} --resume",
+            f"Continue with: {spell(again)}",
             file=stderr,
         )
         return False
@@ -32,6 +34,7 @@ def train(output: str, given: dict[str, Any], *, resume: bool, force: bool, stdo
         name = "val loss" if best.metric == "loss" else best.metric
         print(f"best: {run_dir / 'best'} (step {best.step}, {name} {best.value:.4g})", file=stdout)
     else:
-        print("best: none (no validation data: give --val-data or --val-split)", file=stdout)
+        give = f"give {option('val_data')} or {option('val_split')}"
+        print(spell(f"best: none (no validation data: {give})"), file=stdout)
     print(f"last: {run_dir / 'last'}", file=stdout)
     return True

@@ -24,9 +24,9 @@ from typing import Protocol
 
 import torch
 
-from ..errors import ModelError, OptionError
+from ..errors import ModelError, OptionError, option
 from .defaults import GenerationConfig, SpecialTokens
-from .options import FLAGS, DecodingOptions, ResolvedOptions  # noqa: F401  (the options live in options.py: no torch)
+from .options import DecodingOptions, ResolvedOptions  # noqa: F401  (the options live in options.py: no torch)
 from .processors import PROMPT_LENGTH, LogitsProcessor, apply_processors, build_processors
 
 _NEG = -1.0e9  # the reference's "impossible" score in beam bookkeeping
@@ -291,16 +291,11 @@ def _check_decoding_memory(model: StepModel, images: int, options: ResolvedOptio
     memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else physical_memory()
     if memory is None or cache + scores <= memory:
         return
-    flag = (
-        "--beams"
-        if options.num_beams > 1
-        else "--num-return-sequences"
-        if options.rows_per_image > 1
-        else ("--batch-size")
-    )
+    fewer = "num_return_sequences" if options.rows_per_image > 1 else "batch_size"
+    name = "num_beams" if options.num_beams > 1 else fewer  # the option whose value makes it this large
     raise OptionError(f"decoding {images} images with {options.rows_per_image} rows each for up to "
                       f"{options.max_new_tokens} new tokens needs about {gigabytes(cache + scores)}, more than the "
-                      f"{gigabytes(memory)} of memory this machine has", where=flag)  # fmt: skip
+                      f"{gigabytes(memory)} of memory this machine has", where=option(name))  # fmt: skip
 
 
 def generate(

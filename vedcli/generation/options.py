@@ -1,8 +1,9 @@
 """What the user asks of decoding, checked without torch: `DecodingOptions` (None = the checkpoint's default) ->
 `check()` (the values on their own, before any model is read) -> `resolve()` against the checkpoint's generation
-config -> `ResolvedOptions` (validated, concrete). Error messages name the CLI flag of each field (FLAGS).
+config -> `ResolvedOptions` (validated, concrete). Errors name the field they are about (`errors.option`); the CLI
+shows it as its flag.
 
-decoding.py (the engine) re-exports these names; this module imports no torch, so that a bad flag is refused at once.
+decoding.py (the engine) re-exports these names; this module imports no torch, so that a bad option is refused at once.
 """
 
 from __future__ import annotations
@@ -11,30 +12,13 @@ import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelError, OptionError, VedError
+from ..errors import ModelError, OptionError, VedError, option
 
 if TYPE_CHECKING:
     from .defaults import GenerationConfig
 
 PROMPT_LENGTH = 1  # the decoder prompt is the single start token
-
-# DecodingOptions field -> the CLI flag named in error messages.
-FLAGS: dict[str, str] = {
-    "max_new_tokens": "--max-new-tokens",
-    "min_new_tokens": "--min-new-tokens",
-    "num_beams": "--beams",
-    "do_sample": "--sample",
-    "temperature": "--temperature",
-    "top_k": "--top-k",
-    "top_p": "--top-p",
-    "seed": "--seed",
-    "no_repeat_ngram_size": "--no-repeat-ngram-size",
-    "repetition_penalty": "--repetition-penalty",
-    "length_penalty": "--length-penalty",
-    "early_stopping": "--early-stopping",
-    "num_return_sequences": "--num-return-sequences",
-    "bad_words_ids": "--bad-words-ids",
-}
+_MIN_OVER_MAX = f"{option('min_new_tokens')} is more than {option('max_new_tokens')}"
 
 # transformers' global defaults (`GenerationConfig._get_default_generation_params`), used when neither the
 # user nor the checkpoint sets a value.
@@ -120,15 +104,15 @@ class DecodingOptions:
         except OptionError as error:
             raise _blame_checkpoint(self, gen, error) from None
         if limit is not None and resolved.max_length > limit:
-            raise OptionError(f"--max-new-tokens {resolved.max_new_tokens} goes past the decoder's {limit} positions "
-                              f"(the start token and at most {limit - PROMPT_LENGTH} new tokens)",
-                              where=FLAGS["max_new_tokens"])  # fmt: skip
+            raise OptionError(f"{option('max_new_tokens')} {resolved.max_new_tokens} goes past the decoder's {limit} "
+                              f"positions (the start token and at most {limit - PROMPT_LENGTH} new tokens)",
+                              where=option("max_new_tokens"))  # fmt: skip
         return resolved
 
     def check(self) -> None:
-        """Raise OptionError, naming the flag, for a value that no checkpoint can make right (a wrong type, out of
-        range, --min-new-tokens over --max-new-tokens): run before any model is read. How the values combine with
-        the checkpoint's (--top-p needs sampling, say) is checked by `resolve`."""
+        """Raise OptionError, naming the field, for a value that no checkpoint can make right (a wrong type, out of
+        range, min_new_tokens over max_new_tokens): run before any model is read. How the values combine with the
+        checkpoint's (top_p needs sampling, say) is checked by `resolve`."""
         value = {name: _first_set(getattr(self, name), default) for name, default in _DEFAULTS.items()}
         _check_values(
             ResolvedOptions(
@@ -141,10 +125,10 @@ class DecodingOptions:
         )
         if self.min_new_tokens is not None and self.max_new_tokens is not None:
             if self.min_new_tokens > self.max_new_tokens:
-                raise OptionError("--min-new-tokens is more than --max-new-tokens", where=FLAGS["min_new_tokens"])
+                raise OptionError(_MIN_OVER_MAX, where=option("min_new_tokens"))
 
     def _validate(self, opt: ResolvedOptions) -> None:
-        """Raise OptionError, naming the flag, for values the engine cannot honour."""
+        """Raise OptionError, naming the field, for values the engine cannot honour."""
         _check_values(opt)
         self._check_combination(opt)
 
@@ -152,24 +136,19 @@ class DecodingOptions:
         """The options given, merged with the checkpoint's, against each other."""
         if self.min_new_tokens is not None or self.max_new_tokens is not None:
             if opt.min_new_tokens > opt.max_new_tokens:
-                flag = "min_new_tokens" if self.min_new_tokens is not None else "max_new_tokens"
-                raise OptionError("--min-new-tokens is more than --max-new-tokens", where=FLAGS[flag])
+                name = "min_new_tokens" if self.min_new_tokens is not None else "max_new_tokens"
+                raise OptionError(_MIN_OVER_MAX, where=option(name))
         if not opt.do_sample:
             for name in ("temperature", "top_k", "top_p", "seed"):
                 if getattr(self, name) is not None:
-                    raise OptionError(f"{FLAGS[name]} needs --sample", where=FLAGS[name])
+                    raise OptionError(f"{option(name)} needs {option('do_sample')}", where=option(name))
         if opt.num_beams == 1 and self.length_penalty is not None:
-            raise OptionError("--length-penalty needs --beams > 1", where=FLAGS["length_penalty"])
-        n = opt.num_return_sequences
+            raise OptionError(f"{option('length_penalty')} needs {option('num_beams')} > 1", option("length_penalty"))
+        n, count, beams = opt.num_return_sequences, option("num_return_sequences"), option("num_beams")
         if n > 1 and opt.num_beams == 1 and not opt.do_sample:
-            raise OptionError(
-                f"--num-return-sequences {n} needs --beams {n} or more, or --sample",
-                where=FLAGS["num_return_sequences"],
-            )
+            raise OptionError(f"{count} {n} needs {beams} {n} or more, or {option('do_sample')}", where=count)
         if opt.num_beams > 1 and n > opt.num_beams:
-            raise OptionError(
-                f"--num-return-sequences {n} is more than --beams {opt.num_beams}", where=FLAGS["num_return_sequences"]
-            )
+            raise OptionError(f"{count} {n} is more than {beams} {opt.num_beams}", where=count)
 
 
 @dataclass(frozen=True)
@@ -217,18 +196,20 @@ def _check_values(opt: ResolvedOptions) -> None:
     _check_number(opt.repetition_penalty, "repetition_penalty")
     _check_number(opt.length_penalty, "length_penalty")
     if not isinstance(opt.do_sample, bool):
-        raise OptionError(f"--sample must be true or false, not {opt.do_sample!r}", where=FLAGS["do_sample"])
+        _refuse("do_sample", f"must be true or false, not {opt.do_sample!r}")
     if opt.temperature <= 0:
-        raise OptionError("--temperature must be > 0", where=FLAGS["temperature"])
+        _refuse("temperature", "must be > 0")
     if not 0 <= opt.top_p <= 1:
-        raise OptionError("--top-p must be between 0 and 1", where=FLAGS["top_p"])
+        _refuse("top_p", "must be between 0 and 1")
     if opt.repetition_penalty <= 0:
-        raise OptionError("--repetition-penalty must be > 0", where=FLAGS["repetition_penalty"])
+        _refuse("repetition_penalty", "must be > 0")
     if opt.early_stopping not in (True, False, "never"):
-        raise OptionError(
-            f"--early-stopping must be true, false or never, not {opt.early_stopping!r}",
-            where=FLAGS["early_stopping"],
-        )
+        _refuse("early_stopping", f"must be true, false or never, not {opt.early_stopping!r}")
+
+
+def _refuse(name: str, problem: str) -> None:
+    """Raise OptionError: the field `name` (a DecodingOptions one), then what is wrong with it."""
+    raise OptionError(f"{option(name)} {problem}", where=option(name))
 
 
 def _first_set(*values: Any) -> Any:
@@ -250,24 +231,23 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_int(value: Any, name: str, minimum: int, maximum: int | None = None) -> None:
-    flag = FLAGS.get(name, name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OptionError(f"{flag} must be a whole number, not {value!r}", where=flag)
+        _refuse(name, f"must be a whole number, not {value!r}")
     if value < minimum:
-        raise OptionError(f"{flag} must be >= {minimum}, not {value}", where=flag)
+        _refuse(name, f"must be >= {minimum}, not {value}")
     if maximum is not None and value > maximum:
-        raise OptionError(f"{flag} must be at most {maximum}, not {value}", where=flag)
+        _refuse(name, f"must be at most {maximum}, not {value}")
 
 
 def _check_number(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise OptionError(f"{FLAGS[name]} must be a finite number, not {value!r}", where=FLAGS[name])
+        _refuse(name, f"must be a finite number, not {value!r}")
 
 
 def _blame_checkpoint(options: DecodingOptions, gen: GenerationConfig, error: OptionError) -> VedError:
-    """`error` as it should read when the value it is about came from the checkpoint, not from a flag: named by
+    """`error` as it should read when the value it is about came from the checkpoint, not from the user: named by
     the file and key it was read from (generation_config.json, config.json)."""
-    name = next((n for n, flag in FLAGS.items() if flag == error.where), None)
+    name = error.option
     if name is None or getattr(options, name, None) is not None:
         return error  # the user gave it
     legacy = {"max_new_tokens": "max_length", "min_new_tokens": "min_length"}
@@ -276,19 +256,19 @@ def _blame_checkpoint(options: DecodingOptions, gen: GenerationConfig, error: Op
     if found is None:
         return error
     file, key = found
-    return ModelError(error.message.replace(FLAGS[name], key), where=file or None)
+    return ModelError(error.raw_message.replace(option(name), key), where=file or None)
 
 
 def _as_id_lists(value: Any) -> tuple[tuple[int, ...], ...]:
     """bad_words_ids as a tuple of non-empty tuples of token ids."""
-    flag = FLAGS["bad_words_ids"]
+    where = option("bad_words_ids")
     if not isinstance(value, (list, tuple)) or not value:
-        raise OptionError("bad words must be a non-empty list of token-id lists", where=flag)
+        raise OptionError("bad words must be a non-empty list of token-id lists", where=where)
     out = []
     for ids in value:
         if not isinstance(ids, (list, tuple)) or not ids:
-            raise OptionError(f"bad word {ids!r} is not a non-empty list of token ids", where=flag)
+            raise OptionError(f"bad word {ids!r} is not a non-empty list of token ids", where=where)
         if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
-            raise OptionError(f"bad word {list(ids)} holds something that is not a token id", where=flag)
+            raise OptionError(f"bad word {list(ids)} holds something that is not a token id", where=where)
         out.append(tuple(ids))
     return tuple(out)

@@ -48,7 +48,7 @@ class Pipeline:
         return cls(net, load_tokenizer(folder), processor)
 
     def resolve(self, options: DecodingOptions) -> ResolvedOptions:
-        """Options merged with the checkpoint's defaults and validated (OptionError names the flag)."""
+        """Options merged with the checkpoint's defaults and validated (OptionError names the option)."""
         return options.resolve(self.model.generation_config)
 
     def run(self, images: list[Image.Image], options: DecodingOptions) -> list[list[Hypothesis]]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 import torch.nn.functional as F
 
-from ..errors import OptionError
+from ..errors import OptionError, option
 from .options import PROMPT_LENGTH  # the decoder prompt: the single start token
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class BadWords:
         if self.largest_id >= scores.shape[-1]:
             raise OptionError(
                 f"bad word token {self.largest_id} is outside the vocabulary ({scores.shape[-1]} tokens)",
-                where="--bad-words-ids",
+                where=option("bad_words_ids"),
             )
         ban = torch.zeros_like(scores)
         ban[:, self.single] = float("-inf")

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from vedcli.errors import InputError, ModelError, OptionError
+from vedcli.errors import InputError, ModelError, OptionError, option
 from vedcli.processing.image import ImageProcessor, open_image
 from vedcli.processing.tokenizer import Tokenizer
 
@@ -264,11 +264,13 @@ def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple
     The validation side gets ceil(fraction * n) examples (as Hugging Face's `train_test_split`), clamped so that
     each side keeps at least one."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise OptionError(f"must be a fraction between 0 and 1 (exclusive), got {fraction!r}", where="--val-split")
+        raise OptionError(
+            f"must be a fraction between 0 and 1 (exclusive), got {fraction!r}", where=option("val_split")
+        )
     n = len(examples)
     if n < 2:
         raise OptionError(
-            f"cannot split {n} example(s) into training and validation: need at least 2", where="--val-split"
+            f"cannot split {n} example(s) into training and validation: need at least 2", where=option("val_split")
         )
     n_val = min(max(math.ceil(n * fraction - 1e-9), 1), n - 1)  # 1e-9: 0.07 * 100 is 7.000000000000001
     order = list(range(n))
@@ -322,7 +324,9 @@ class ImageTextDataset(Dataset):
         if max_target_length is not None and (
             isinstance(max_target_length, bool) or not isinstance(max_target_length, int) or max_target_length < 1
         ):
-            raise OptionError(f"must be a positive integer, got {max_target_length!r}", where="--max-target-length")
+            raise OptionError(
+                f"must be a positive integer, got {max_target_length!r}", where=option("max_target_length")
+            )
         self.examples = list(examples)
         self.processor = processor
         self.labels: list[list[int]] = []

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import OptionError
+from ..errors import OptionError, option
 
 
 @dataclass
@@ -43,7 +43,8 @@ class Distributed:
         if device.type == "cuda":
             if local >= torch.cuda.device_count():
                 raise OptionError(
-                    f"process {local} has no GPU of its own ({torch.cuda.device_count()} visible)", "--nproc_per_node"
+                    f"process {local} has no GPU of its own ({torch.cuda.device_count()} visible)",
+                    option("nproc_per_node"),
                 )
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import OptionError
+from ..errors import OptionError, option
 
 SCHEDULES = ("linear", "cosine", "constant")
 
@@ -24,7 +24,7 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str = "linear") -> f
     Warm-up rises linearly from 0 over `warmup` steps; then `linear` falls to 0 at `total`, `cosine` follows half a
     cosine down to 0 at `total`, `constant` stays at 1."""
     if schedule not in SCHEDULES:
-        raise OptionError(f"unknown schedule '{schedule}' (use {', '.join(SCHEDULES)})", "--schedule")
+        raise OptionError(f"unknown schedule '{schedule}' (use {', '.join(SCHEDULES)})", option("schedule"))
     if step < warmup:
         return step / max(1, warmup)
     if schedule == "constant":
@@ -56,5 +56,5 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     """AdamW (betas 0.9/0.999, eps 1e-8, as transformers' Trainer) over the trainable parameters."""
     groups = param_groups(model, weight_decay)
     if not any(group["params"] for group in groups):
-        raise OptionError("nothing to train: every parameter is frozen", "--freeze-encoder")
+        raise OptionError("nothing to train: every parameter is frozen", option("freeze_encoder"))
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)

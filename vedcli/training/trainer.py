@@ -49,7 +49,7 @@ from ..checkpoints.load import load_model, resolve_device
 from ..checkpoints.safety import check_not_inside, check_replaceable, marked_kind
 from ..checkpoints.save import atomic_folder, reference_only_tensors, resolved_generation, save_pretrained
 from ..config import DecoderConfig
-from ..errors import InputError, ModelError, OptionError
+from ..errors import InputError, ModelError, OptionError, option
 from ..generation.defaults import SpecialTokens
 from ..model import VisionEncoderDecoder
 from ..processing.image import load_image_processor
@@ -161,7 +161,7 @@ def resumed_options(output: str | Path, changes: dict[str, Any] | None = None) -
     and saving cadence, workers, device and the like can."""
     run = Path(output)
     if not (run / "last").is_dir():
-        raise OptionError(f"nothing to resume: {run / 'last'} does not exist", "--resume")
+        raise OptionError(f"nothing to resume: {run / 'last'} does not exist", option("resume"))
     names = {f.name for f in fields(TrainOptions)}
     saved = read_json(run / ARGS_FILE).get("options", {})
     merged = {k: v for k, v in saved.items() if k in names}
@@ -173,60 +173,50 @@ def resumed_options(output: str | Path, changes: dict[str, Any] | None = None) -
         if name in ("data", "val_data") and value is not None:
             value = os.path.abspath(value)
         if name in FIXED_ON_RESUME and value != merged.get(name):
-            flag = "--" + name.replace("_", "-")
-            raise OptionError(f"a resumed run keeps its {flag} ({merged.get(name)!r})", flag)
+            raise OptionError(f"a resumed run keeps its {option(name)} ({merged.get(name)!r})", option(name))
         merged[name] = value
     return TrainOptions(**{**merged, "resume": True, "output": str(output), "force": False})
 
 
 def validate(o: TrainOptions) -> None:
-    """Check every setting once, naming the flag."""
+    """Check every setting once, naming the option (a TrainOptions field)."""
     if not o.model:
-        raise OptionError("which model to fine-tune? (hub id or folder)", "--model")
+        raise OptionError("which model to fine-tune? (hub id or folder)", option("model"))
     if not o.data:
-        raise OptionError("which data to train on? (folder with metadata.jsonl / .csv, or a list file)", "--data")
+        raise OptionError("which data to train on? (folder with metadata.jsonl / .csv, or a list file)", option("data"))
     if o.val_data and o.val_split is not None:
-        raise OptionError("give --val-data or --val-split, not both", "--val-split")
-    positive = {
-        "--batch-size": o.batch_size,
-        "--grad-accum": o.grad_accum,
-        "--epochs": o.epochs,
-        "--log-every": o.log_every,
-    }
-    positive.update(
-        {
-            "--max-steps": o.max_steps,
-            "--eval-every": o.eval_every,
-            "--save-every": o.save_every,
-            "--max-target-length": o.max_target_length,
-        }
-    )
-    for flag, value in positive.items():
+        raise OptionError(f"give {option('val_data')} or {option('val_split')}, not both", option("val_split"))
+    positive = ("batch_size", "grad_accum", "epochs", "log_every", "max_steps", "eval_every", "save_every")
+    for name in (*positive, "max_target_length"):
+        value = getattr(o, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise OptionError(f"must be a positive whole number, got {value!r}", flag)
-    for flag, value in {"--warmup-steps": o.warmup_steps, "--workers": o.workers, "--samples": o.samples}.items():
+            raise OptionError(f"must be a positive whole number, got {value!r}", option(name))
+    for name in ("warmup_steps", "workers", "samples"):
+        value = getattr(o, name)
         if not isinstance(value, int) or value < 0:
-            raise OptionError(f"must be 0 or more, got {value!r}", flag)
+            raise OptionError(f"must be 0 or more, got {value!r}", option(name))
     if not o.lr > 0:
-        raise OptionError(f"must be above 0, got {o.lr}", "--lr")
+        raise OptionError(f"must be above 0, got {o.lr}", option("lr"))
     if not o.weight_decay >= 0:
-        raise OptionError(f"must be 0 or more, got {o.weight_decay}", "--weight-decay")
+        raise OptionError(f"must be 0 or more, got {o.weight_decay}", option("weight_decay"))
     if not o.clip_norm >= 0:
-        raise OptionError(f"must be 0 (no clipping) or more, got {o.clip_norm}", "--clip-norm")
+        raise OptionError(f"must be 0 (no clipping) or more, got {o.clip_norm}", option("clip_norm"))
     if not 0 <= o.label_smoothing < 1:
-        raise OptionError(f"must be in [0, 1), got {o.label_smoothing}", "--label-smoothing")
+        raise OptionError(f"must be in [0, 1), got {o.label_smoothing}", option("label_smoothing"))
     if not (isinstance(o.ctc_weight, (int, float)) and math.isfinite(o.ctc_weight) and o.ctc_weight >= 0):
-        raise OptionError(f"must be 0 (no CTC loss) or more, got {o.ctc_weight}", "--ctc-weight")
+        raise OptionError(f"must be 0 (no CTC loss) or more, got {o.ctc_weight}", option("ctc_weight"))
     if o.ctc_weight > 0 and o.freeze_encoder:
-        raise OptionError("a CTC loss on the encoder has nothing to train with --freeze-encoder", "--ctc-weight")
+        raise OptionError(
+            f"a CTC loss on the encoder has nothing to train with {option('freeze_encoder')}", option("ctc_weight")
+        )
     if o.schedule not in SCHEDULES:
-        raise OptionError(f"unknown schedule '{o.schedule}' (use {', '.join(SCHEDULES)})", "--schedule")
+        raise OptionError(f"unknown schedule '{o.schedule}' (use {', '.join(SCHEDULES)})", option("schedule"))
     if o.metric not in METRICS:
-        raise OptionError(f"unknown metric '{o.metric}' (use {', '.join(METRICS)})", "--metric")
+        raise OptionError(f"unknown metric '{o.metric}' (use {', '.join(METRICS)})", option("metric"))
     if o.dtype not in PRECISIONS:
-        raise OptionError(f"unknown dtype '{o.dtype}' (use {', '.join(PRECISIONS)})", "--dtype")
+        raise OptionError(f"unknown dtype '{o.dtype}' (use {', '.join(PRECISIONS)})", option("dtype"))
     if o.dtype == "fp16" and resolve_device(o.device).type != "cuda":
-        raise OptionError("fp16 training needs a CUDA device; use bf16 on the CPU", "--dtype")
+        raise OptionError("fp16 training needs a CUDA device; use bf16 on the CPU", option("dtype"))
 
 
 def target_limit(cfg: DecoderConfig) -> int:
@@ -317,7 +307,7 @@ class Trainer:
             raise OptionError(
                 f"the run was trained by {self.state.world_size} process(es), not {group.world}; "
                 "resume it with as many",
-                "--resume",
+                option("resume"),
             )
         self._load_data()
         self._load_model()
@@ -338,9 +328,9 @@ class Trainer:
             [("the training data", o.data), ("the validation data", o.val_data), ("the model to fine-tune", o.model)],
         )
         exists = (
-            "run folder already exists: --resume continues it, --force starts it over"
+            f"run folder already exists: {option('resume')} continues it, {option('force')} starts it over"
             if marked_kind(run) == "run"
-            else "already exists; --force replaces it"
+            else f"already exists; {option('force')} replaces it"
         )
         check_replaceable(run, o.force, exists_message=exists)
 
@@ -358,7 +348,7 @@ class Trainer:
             if not o.skip_bad:
                 raise InputError(
                     f"{len(problems)} bad row{'s' * (len(problems) > 1)} (listed above); fix them "
-                    "or pass --skip-bad to train on the rest",
+                    f"or pass {option('skip_bad')} to train on the rest",
                     o.data,
                 )
             self._say(f"skipping {len(problems)} bad row{'s' * (len(problems) > 1)}")

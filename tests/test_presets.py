@@ -10,6 +10,7 @@ import inspect
 import json
 import re
 import runpy
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,14 @@ import tomllib
 import torch
 import transformers as T
 
-from vedcli import decoders, encoders
+from vedcli import decoders, encoders, registry
 from vedcli.checkpoints import presets
 from vedcli.checkpoints.presets import apply_overrides, is_preset, load_preset, preset_names
-from vedcli.config import CONFIG_ALIASES, ModelConfig, resolve_aliases
+from vedcli.config import ModelConfig
 from vedcli.decoders.stack import TextDecoder
 from vedcli.errors import OptionError
 from vedcli.model import VisionEncoderDecoder
+from vedcli.registry import resolve_aliases
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODER_PRESETS = preset_names("encoder")
@@ -419,38 +421,56 @@ def test_swin_sizes_follow_their_sources(name):
         apply_overrides(load_preset(name, "encoder"), ["depths=4"], "--encoder-config")
 
 
-# keys ved's families read that the allow-list leaves out on purpose (see presets.KNOWN_FIELDS)
+# keys ved's families read that the allow-list leaves out on purpose (see each record's `overridable`)
 NOT_OFFERED = {"model_type", "position_embedding_type", "cross_attention_hidden_size"}
 
 
-@pytest.mark.parametrize(
-    "module,kinds",
-    [
-        *[(m, [k for k, v in encoders.FAMILIES.items() if v is m]) for m in set(encoders.FAMILIES.values())],
-        *[(m, [k for k, v in decoders.FAMILIES.items() if v is m]) for m in set(decoders.FAMILIES.values())],
-    ],
-    ids=lambda v: v.__name__.rsplit(".", 1)[-1] if inspect.ismodule(v) else "-".join(v),
-)
-def test_allow_list_covers_what_ved_reads(module, kinds):
-    """Every config key a family's config_from_hf reads may be overridden (less the few left out on purpose), and
+class Recording(dict):
+    """A config dict that notes every key a config reader looks up in it."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, r in registry.FAMILIES.items() if r.read is not None))
+def test_allow_list_covers_what_ved_reads(kind):
+    """Every config key a family's config reader reads may be overridden (less the few left out on purpose), and
     every allowed key is a field transformers' config class for that model_type knows."""
+    record = registry.family(kind)
+    module = sys.modules[record.read.__module__]
     # a key is read as d.get("key") / d["key"], or through validate.Fields as f.count("key", ...), f.flag("key", ...)
     pattern = r"""\b(?:d(?:\.get\(|\[)|f\.\w+\()["'](\w+)["']"""
     read = set(re.findall(pattern, inspect.getsource(module)))
     if hasattr(module, "SwinSettings"):
         read |= set(re.findall(pattern, inspect.getsource(module.SwinSettings)))
-    for kind in kinds:
-        allowed = presets.KNOWN_FIELDS[kind]
-        ref = T.AutoConfig.for_model(kind)
-        wanted = {k for k in read if k not in ref.attribute_map} - NOT_OFFERED
-        if kind == "trocr":
-            wanted.add("cross_attention_hidden_size")
-        assert wanted <= allowed, (kind, wanted - allowed)
-        assert all(k in ref.to_dict() or hasattr(ref, k) for k in allowed), kind
+    d = Recording({"model_type": kind})  # and what the reader looks up, shared helpers (family.read_sizes) included
+    record.read(d, None, "decoder")
+    read |= d.read
+    allowed = record.overridable
+    ref = T.AutoConfig.for_model(kind)
+    wanted = {k for k in read if k not in ref.attribute_map} - NOT_OFFERED
+    if kind == "trocr":
+        wanted.add("cross_attention_hidden_size")
+    assert wanted <= allowed, (kind, wanted - allowed)
+    assert all(k in ref.to_dict() or hasattr(ref, k) for k in allowed), kind
 
 
 def test_allow_list_has_every_supported_model_type():
-    assert set(encoders.FAMILIES) | set(decoders.FAMILIES) | {"distilbert"} <= set(presets.KNOWN_FIELDS)
+    overridable = {kind for kind, record in registry.FAMILIES.items() if record.overridable}
+    assert set(encoders.FAMILIES) | set(decoders.FAMILIES) | {"distilbert"} <= overridable
 
 
 # --- packaging -------------------------------------------------------------------------------------------------------
@@ -497,7 +517,7 @@ def test_aliases_are_the_reference_attribute_maps():
     """Every model_type ved reads takes exactly the aliases transformers' config class declares (and only those)."""
     kinds = set(encoders.FAMILIES) | set(decoders.FAMILIES) | {"distilbert"}
     for kind in sorted(kinds):
-        assert CONFIG_ALIASES.get(kind, {}) == dict(T.AutoConfig.for_model(kind).attribute_map), kind
+        assert dict(registry.family(kind).aliases) == dict(T.AutoConfig.for_model(kind).attribute_map), kind
 
 
 @pytest.mark.parametrize(
@@ -509,7 +529,7 @@ def test_an_alias_override_sets_the_field_transformers_sets(kind, alias):
     d = load_preset(PRESET_OF_KIND[kind], side)
     field = T.AutoConfig.for_model(kind).attribute_map[alias]
     value = [3] * len(d[field]) if isinstance(d.get(field), list) else 3  # Swin's num_heads: one per stage
-    if field in presets.DERIVED.get(kind, ((),))[0]:  # Swin's layer count follows depths: refused, naming both
+    if field in registry.family(kind).derived.fields:  # Swin's layer count follows depths: refused, naming both
         with pytest.raises(OptionError, match=rf"{kind} computes {alias} \({field}\) from"):
             apply_overrides(d, [f"{alias}={json.dumps(value)}"], f"--{side}-config")
         return

@@ -14,13 +14,13 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import field_name, resolve_aliases
 from ..errors import OptionError
+from ..family import Derived
+from ..registry import family, field_name, resolve_aliases
 
 Side = Literal["encoder", "decoder"]
 SIDES: tuple[Side, ...] = ("encoder", "decoder")
@@ -118,145 +118,6 @@ def _check_side(side: str) -> None:
         raise ValueError(f"side must be one of {SIDES}, not {side!r}")
 
 
-# Config fields `--encoder-config` / `--decoder-config` may add when the preset does not set them already: those
-# ved reads for each model_type (the families' `config_from_hf`), and the special token ids. Not offered:
-# cross_attention_hidden_size outside TrOCR (the only family whose cross-attention it sizes), and
-# position_embedding_type (ved reads it only to refuse anything but "absolute").
-_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
-_DROP = ("hidden_dropout_prob", "attention_probs_dropout_prob")  # training only, as are those below
-_VIT = (
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "layer_norm_eps",
-    "image_size",
-    "patch_size",
-    "num_channels",
-    *_DROP,
-)
-_BEIT = (
-    *_VIT,
-    "use_absolute_position_embeddings",
-    "use_relative_position_bias",
-    "use_shared_relative_position_bias",
-    "layer_scale_init_value",
-    "use_mean_pooling",
-    "drop_path_rate",
-)
-_SWIN = (
-    "embed_dim",
-    "depths",
-    "num_heads",
-    "window_size",
-    "mlp_ratio",
-    "hidden_act",
-    "layer_norm_eps",
-    "image_size",
-    "patch_size",
-    "num_channels",
-    "qkv_bias",
-    "use_absolute_embeddings",
-    "drop_path_rate",
-    *_DROP,
-)
-_BERT = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "layer_norm_eps",
-    "max_position_embeddings",
-    "tie_word_embeddings",
-    *_IDS,
-    *_DROP,
-)
-_FAIRSEQ = (
-    "vocab_size",
-    "d_model",
-    "decoder_layers",
-    "decoder_attention_heads",
-    "decoder_ffn_dim",
-    "activation_function",
-    "max_position_embeddings",
-    "scale_embedding",
-    "tie_word_embeddings",
-    *_IDS,
-    "decoder_start_token_id",
-    "dropout",
-    "attention_dropout",
-    "activation_dropout",
-)
-KNOWN_FIELDS: dict[str, frozenset[str]] = {
-    kind: frozenset(keys)
-    for kinds, keys in [
-        (("vit", "deit"), (*_VIT, "qkv_bias")),
-        (("beit", "data2vec-vision"), _BEIT),
-        (("swin", "donut-swin"), _SWIN),
-        (
-            ("gpt2",),
-            (
-                "vocab_size",
-                "n_embd",
-                "n_layer",
-                "n_head",
-                "n_inner",
-                "activation_function",
-                "layer_norm_epsilon",
-                "n_positions",
-                "scale_attn_by_inverse_layer_idx",
-                "tie_word_embeddings",
-                *_IDS,
-                "attn_pdrop",
-                "embd_pdrop",
-                "resid_pdrop",
-            ),
-        ),
-        (("bert", "roberta", "xlm-roberta", "camembert"), (*_BERT, "type_vocab_size")),
-        (("electra",), (*_BERT, "type_vocab_size", "embedding_size")),
-        (("bert-generation",), _BERT),
-        (
-            ("trocr",),
-            (*_FAIRSEQ, "use_learned_position_embeddings", "layernorm_embedding", "cross_attention_hidden_size"),
-        ),
-        (("bart", "mbart"), _FAIRSEQ),
-        (
-            ("distilbert",),
-            (
-                "vocab_size",
-                "dim",
-                "n_layers",
-                "n_heads",
-                "hidden_dim",
-                "activation",
-                "max_position_embeddings",
-                "sinusoidal_pos_embds",
-                "tie_word_embeddings",
-                *_IDS,
-                "dropout",
-                "attention_dropout",
-            ),
-        ),
-    ]
-    for kind in kinds
-}
-
-
-def _swin_sizes(d: dict[str, Any]) -> None:
-    """Swin stores its output width and stage count besides the fields they follow from; transformers trusts them."""
-    depths = d.get("depths", [2, 2, 6, 2])
-    d["num_layers"] = len(depths)
-    d["hidden_size"] = int(d.get("embed_dim", 96) * 2 ** (len(depths) - 1))
-
-
-# model_type -> (fields computed from others, the fields they come from, how to recompute them after an override)
-DERIVED: dict[str, tuple[tuple[str, ...], str, Callable[[dict[str, Any]], None]]] = {
-    "swin": (("hidden_size", "num_layers"), "embed_dim and depths", _swin_sizes),
-    "donut-swin": (("hidden_size", "num_layers"), "embed_dim and depths", _swin_sizes),
-}
 SQUARE_OR_PAIR = {"image_size", "patch_size"}  # a number or [height, width]
 
 
@@ -271,14 +132,15 @@ def parse_value(text: str) -> Any:
 def apply_overrides(d: dict[str, Any], overrides: list[str], flag: str) -> dict[str, Any]:
     """A copy of config dict `d` with each `KEY=VALUE` of `flag` applied.
 
-    A key must already be in `d` or be a field ved reads for its model_type (KNOWN_FIELDS); model_type itself is
-    fixed by the preset, and derived sizes (Swin's hidden_size) follow the fields they come from. A number cannot
-    become text, nor true/false anything else.
+    A key must already be in `d` or be one its family's record lets an override add (`overridable`: those ved reads
+    for its model_type, and the special token ids); model_type itself is fixed by the preset, and derived sizes
+    (Swin's hidden_size) follow the fields they come from. A number cannot become text, nor true/false anything else.
     """
     out = resolve_aliases(copy.deepcopy(d))
     kind = d.get("model_type")
-    allowed = set(d) | KNOWN_FIELDS.get(kind, frozenset())
-    derived, sources, recompute = DERIVED.get(kind, ((), "", None))
+    record = family(kind)
+    allowed = set(d) | (record.overridable if record is not None else frozenset())
+    derived = record.derived if record is not None else Derived()
     for item in overrides:
         given, sep, text = item.partition("=")
         given = given.strip()
@@ -287,17 +149,17 @@ def apply_overrides(d: dict[str, Any], overrides: list[str], flag: str) -> dict[
         key = field_name(kind, given)  # as transformers reads it: GPT-2's num_hidden_layers sets n_layer
         if key == "model_type":
             raise OptionError("model_type cannot be changed; choose another preset", flag)
-        if key in derived:
+        if key in derived.fields:
             named = given if given == key else f"{given} ({key})"
-            raise OptionError(f"{kind} computes {named} from {sources}; set those instead", flag)
+            raise OptionError(f"{kind} computes {named} from {derived.sources}; set those instead", flag)
         if key not in allowed:
             close = difflib.get_close_matches(given, sorted(allowed - {"model_type"}), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise OptionError(f"unknown {kind} config key '{given}'{hint}", flag)
         value = parse_value(text.strip())
         out[key] = _checked(key, out.get(key), value, flag)
-    if recompute is not None and overrides:
-        recompute(out)
+    if derived.recompute is not None and overrides:
+        derived.recompute(out)
     return out
 
 

@@ -1,37 +1,17 @@
-"""Text decoders. Each family module gives `config_from_hf` and its weight table; all share `stack.TextDecoder`."""
+"""Text decoders. Each family module gives its config reader and weight table, and ends with the records
+(vedcli/family.py) of the model_types it serves: found here. All share `stack.TextDecoder`."""
 
 from __future__ import annotations
 
 from ..checkpoints.weights import WeightTable
-from ..config import DecoderConfig, resolve_aliases
+from ..config import DecoderConfig
 from ..errors import ModelError
+from ..family import DecoderFamily, discover
 from ..validate import ConfigFieldError, check_token_ids, show
-from . import bart, bert, bert_generation, electra, gpt2, trocr
 
-# model_type in config.json -> family module
-FAMILIES = {
-    "gpt2": gpt2,
-    "bert": bert,
-    "roberta": bert,
-    "xlm-roberta": bert,
-    "camembert": bert,
-    "trocr": trocr,
-    "bart": bart,
-    "mbart": bart,
-    "electra": electra,
-    "bert-generation": bert_generation,
-}
-# DecoderConfig.family -> module with its weight table
-TABLES = {
-    "gpt2": gpt2,
-    "bert": bert,
-    "roberta": bert,
-    "trocr": trocr,
-    "bart": bart,
-    "mbart": bart,
-    "electra": electra,
-    "bert-generation": bert_generation,
-}
+# model_type in config.json -> its record, from every module here; RECORDS holds those `ved compose` converts too
+RECORDS: dict[str, DecoderFamily] = discover(__name__, __path__)  # type: ignore[assignment]
+FAMILIES: dict[str, DecoderFamily] = {kind: r for kind, r in RECORDS.items() if r.read is not None}
 
 
 def decoder_config(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
@@ -42,7 +22,8 @@ def decoder_config(d: dict, where: str | None = None, section: str = "decoder") 
     if kind not in FAMILIES:
         raise ModelError(f"unsupported {section} model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})",
                          where)  # fmt: skip
-    cfg = FAMILIES[kind].config_from_hf(resolve_aliases(d), where, section)
+    record = FAMILIES[kind]
+    cfg = record.read(record.resolve_aliases(d), where, section)  # type: ignore[misc]
     check_token_ids({"pad_token_id": cfg.pad_token_id}, cfg.vocab_size, where, section)
     if cfg.positions == "padded":  # RoBERTa counts positions from pad_token_id + 1 in its own table
         if cfg.pad_token_id is None or cfg.pad_token_id + 2 > cfg.max_positions:
@@ -69,4 +50,4 @@ def decoder_parameters(cfg: DecoderConfig) -> dict[str, int]:
 
 
 def decoder_weights(cfg: DecoderConfig) -> WeightTable:
-    return TABLES[cfg.family].weight_table(cfg)
+    return FAMILIES[cfg.family].weights(cfg)  # type: ignore[misc]

@@ -11,31 +11,37 @@ import math
 
 from ..checkpoints.weights import Rule, WeightTable, linear, norm, output_head, param
 from ..config import DecoderConfig
+from ..family import FAIRSEQ_SIZES, TOKEN_IDS, DecoderFamily, read_sizes
+from ..processing.special_tokens import ROBERTA
 from ..validate import Fields
 
 PRE_NORM = {"mbart"}  # model_types whose layers normalise first and end in a final LayerNorm
+HEAD = "lm_head.weight"
+# fairseq-named configs' keys an override may add
+FAIRSEQ_FIELDS = frozenset({*FAIRSEQ_SIZES.names(), "vocab_size", "max_position_embeddings", "scale_embedding",
+                            "tie_word_embeddings", *TOKEN_IDS, "decoder_start_token_id",
+                            "activation_dropout"})  # fmt: skip
+# what every fairseq family's record says the same way
+FAIRSEQ = dict(
+    padded=r".*embed_tokens\.weight",
+    prefix="model.",
+    tokens=ROBERTA,
+    # BART-style models share one embedding matrix between encoder and decoder; saved models may keep only that copy
+    copies={"model.decoder.embed_tokens.weight": ("model.shared.weight", "shared.weight")},
+)
 
 
 def fairseq_style(f: Fields, max_positions: int) -> dict:
     """DecoderConfig fields fairseq-named configs (BART, mBART, TrOCR) set the same way, checked."""
-    width_key = "d_model" if "d_model" in f.d or "hidden_size" not in f.d else "hidden_size"
-    c, heads = f.count(width_key, 1024), f.count("decoder_attention_heads", 16)
-    f.divides(width_key, c, "decoder_attention_heads", heads)
+    sizes = read_sizes(f, FAIRSEQ_SIZES, width=1024, heads=16, mlp=4096, eps=1e-5, attn_dropout=0.0)
     return dict(
+        **sizes,  # layer_norm_eps is nn.LayerNorm's default: these families do not configure it
         vocab_size=f.count("vocab_size", 50265),
-        hidden_size=c,
-        num_layers=f.layers("decoder_layers", 12),
-        num_heads=heads,
-        intermediate_size=f.count("decoder_ffn_dim", 4096),
-        activation=f.activation("activation_function", "gelu"),
-        layer_norm_eps=1e-5,  # nn.LayerNorm's default: these families do not configure it
         max_positions=f.count("max_position_embeddings", max_positions),
-        embed_scale=math.sqrt(c) if f.flag("scale_embedding", False) else 1.0,
+        embed_scale=math.sqrt(sizes["hidden_size"]) if f.flag("scale_embedding", False) else 1.0,
         tie_embeddings=f.flag("tie_word_embeddings", True),
         pad_token_id=f.token("pad_token_id", 1),
-        dropout=f.fraction("dropout", 0.1),
         embed_dropout=f.fraction("dropout", 0.1),
-        attn_dropout=f.fraction("attention_dropout", 0.0),
         act_dropout=f.fraction("activation_dropout", 0.0),
         hf=f.d,
     )
@@ -77,4 +83,15 @@ def fairseq_rules(cfg: DecoderConfig, dec: str = "model.decoder.") -> list[Rule]
 
 
 def weight_table(cfg: DecoderConfig) -> WeightTable:
-    return WeightTable(fairseq_rules(cfg)) + output_head(cfg.tie_embeddings, "lm_head.weight")
+    return WeightTable(fairseq_rules(cfg)) + output_head(cfg.tie_embeddings, HEAD)
+
+
+# BART's num_hidden_layers and num_attention_heads name its encoder's, which a decoder-only ved model does not read
+_ALIASES = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model",
+            "num_hidden_layers": "encoder_layers"}  # fmt: skip
+_BART = dict(read=config_from_hf, weights=weight_table, aliases=_ALIASES, overridable=FAIRSEQ_FIELDS, head=HEAD,
+             cache_by_encoder_layers=True, **FAIRSEQ)  # fmt: skip
+RECORDS = (
+    DecoderFamily(model_type="bart", **_BART, tokenizer="roberta"),
+    DecoderFamily(model_type="mbart", **_BART),
+)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
-from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
+from ..checkpoints.weights import WeightTable, output_head
 from ..config import DecoderConfig
+from ..family import DecoderFamily
+from ..processing.special_tokens import ROBERTA
 from ..validate import Fields
-from .bert import bert_style
+from .bert import BERT_FIELDS, BERT_PADDED, bert_buffers, bert_rules, bert_style, head_bias
+
+HEAD = "lm_head."
 
 
 def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
@@ -16,29 +18,11 @@ def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") 
 
 
 def weight_table(cfg: DecoderConfig) -> WeightTable:
-    emb = "bert.embeddings."
-    layer = "bert.encoder.layer.{i}."
-    selfa, cross = layer + "attention.", layer + "crossattention."
-    rules = [
-        *param("embed.weight", emb + "word_embeddings.weight"),
-        *param("pos.weight", emb + "position_embeddings.weight"),
-        *norm("embed_norm", emb + "LayerNorm"),
-        *linear("blocks.{i}.self_attn.qkv", selfa + "self.query", selfa + "self.key", selfa + "self.value"),
-        *linear("blocks.{i}.self_attn.out", selfa + "output.dense"),
-        *norm("blocks.{i}.ln_self", selfa + "output.LayerNorm"),
-        *linear("blocks.{i}.cross_attn.q", cross + "self.query"),
-        *linear("blocks.{i}.cross_attn.kv", cross + "self.key", cross + "self.value"),
-        *linear("blocks.{i}.cross_attn.out", cross + "output.dense"),
-        *norm("blocks.{i}.ln_cross", cross + "output.LayerNorm"),
-        *linear("blocks.{i}.mlp.fc1", layer + "intermediate.dense"),
-        *linear("blocks.{i}.mlp.fc2", layer + "output.dense"),
-        *norm("blocks.{i}.ln_mlp", layer + "output.LayerNorm"),
-    ]
-    # The projection's bias is lm_head.bias while the head is tied to the embeddings; an untied head (transformers 5)
-    # reads its own lm_head.decoder.bias and leaves lm_head.bias unused.
-    used, unused = "lm_head.bias", "lm_head.decoder.bias"
-    if not cfg.tie_embeddings:
-        used, unused = unused, used
-    rules += param("head.bias", used)
-    ignore = [r"bert\.embeddings\.position_ids", re.escape(unused)]
-    return WeightTable(rules, ignore) + output_head(cfg.tie_embeddings, "lm_head.decoder.weight")
+    table = WeightTable(bert_rules("bert.", token_types=False), [bert_buffers("bert.", token_types=False)])
+    return table + head_bias(HEAD, cfg.tie_embeddings) + output_head(cfg.tie_embeddings, HEAD + "decoder.weight")
+
+
+RECORDS = (
+    DecoderFamily(model_type="bert-generation", read=config_from_hf, weights=weight_table, head=HEAD + "decoder.weight",
+                  overridable=BERT_FIELDS, tokens=ROBERTA, prefix="bert.", padded=BERT_PADDED),
+)  # fmt: skip

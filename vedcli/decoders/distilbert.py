@@ -10,6 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..family import TOKEN_IDS, DecoderFamily
+from ..processing.special_tokens import BERT
+
 # DistilBERT name (after `distilbert.`) -> BERT name in BertLMHeadModel; `{bias}` is the LM head's bias name
 DISTILBERT_NAMES = [
     (r"embeddings\.(word_embeddings|position_embeddings|LayerNorm)\.", r"bert.embeddings.\1."),
@@ -83,3 +86,23 @@ def _distilbert_sinusoids(rows: int, dim: int) -> Tensor:
     table = torch.empty(rows, dim, dtype=torch.float64)
     table[:, 0::2], table[:, 1::2] = torch.sin(angles[:, 0::2]), torch.cos(angles[:, 1::2])
     return table.float()
+
+
+# DistilBERT is no decoder ved reads (no config reader or weight table of its own): `ved compose` converts it
+RECORDS = (
+    DecoderFamily(
+        model_type="distilbert",
+        read=None,
+        weights=None,
+        aliases={"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"},
+        overridable=frozenset({"vocab_size", "dim", "n_layers", "n_heads", "hidden_dim", "activation",
+                               "max_position_embeddings", "sinusoidal_pos_embds", "tie_word_embeddings", *TOKEN_IDS,
+                               "dropout", "attention_dropout"}),
+        head="vocab_projector.weight",
+        tokens=BERT,
+        start="cls",
+        end="sep",
+        as_decoder=distilbert_as_bert,
+        note="distilbert becomes a BERT decoder: same weights, causal self-attention, zero token types",
+    ),
+)  # fmt: skip

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from ..checkpoints.weights import WeightTable, linear, norm, output_head, param
 from ..config import DecoderConfig
+from ..family import DecoderFamily
+from ..processing.special_tokens import BERT
 from ..validate import Fields
-from .bert import bert_style
+from .bert import BERT_FIELDS, BERT_PADDED, bert_buffers, bert_rules, bert_style
+
+HEAD = "generator_lm_head."
 
 
 def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
@@ -25,29 +29,19 @@ def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") 
 
 
 def weight_table(cfg: DecoderConfig) -> WeightTable:
-    emb = "electra.embeddings."
-    layer = "electra.encoder.layer.{i}."
-    selfa, cross = layer + "attention.", layer + "crossattention."
     rules = [
-        *param("embed.weight", emb + "word_embeddings.weight"),
-        *param("pos.weight", emb + "position_embeddings.weight"),
-        *param("token_type.weight", emb + "token_type_embeddings.weight"),
-        *norm("embed_norm", emb + "LayerNorm"),
-        *linear("blocks.{i}.self_attn.qkv", selfa + "self.query", selfa + "self.key", selfa + "self.value"),
-        *linear("blocks.{i}.self_attn.out", selfa + "output.dense"),
-        *norm("blocks.{i}.ln_self", selfa + "output.LayerNorm"),
-        *linear("blocks.{i}.cross_attn.q", cross + "self.query"),
-        *linear("blocks.{i}.cross_attn.kv", cross + "self.key", cross + "self.value"),
-        *linear("blocks.{i}.cross_attn.out", cross + "output.dense"),
-        *norm("blocks.{i}.ln_cross", cross + "output.LayerNorm"),
-        *linear("blocks.{i}.mlp.fc1", layer + "intermediate.dense"),
-        *linear("blocks.{i}.mlp.fc2", layer + "output.dense"),
-        *norm("blocks.{i}.ln_mlp", layer + "output.LayerNorm"),
+        *bert_rules("electra."),
         *linear("head_dense", "generator_predictions.dense"),
         *norm("head_norm", "generator_predictions.LayerNorm"),
-        *param("head.bias", "generator_lm_head.bias"),
+        *param("head.bias", HEAD + "bias"),
     ]
     if cfg.embedding_size != cfg.hidden_size:
         rules += linear("embed_proj", "electra.embeddings_project")
-    ignore = [r"electra\.embeddings\.(position_ids|token_type_ids)"]  # buffers some exports carry
-    return WeightTable(rules, ignore) + output_head(cfg.tie_embeddings, "generator_lm_head.weight")
+    return WeightTable(rules, [bert_buffers("electra.")]) + output_head(cfg.tie_embeddings, HEAD + "weight")
+
+
+RECORDS = (
+    DecoderFamily(model_type="electra", read=config_from_hf, weights=weight_table, head=HEAD + "weight",
+                  overridable=BERT_FIELDS | {"type_vocab_size", "embedding_size"}, tokens=BERT, start="cls",
+                  end="sep", tokenizer="bert", prefix="electra.", padded=BERT_PADDED),
+)  # fmt: skip

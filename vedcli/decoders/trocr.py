@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from ..checkpoints.weights import WeightTable, output_head
 from ..config import DecoderConfig
+from ..family import DecoderFamily
 from ..validate import Fields
-from .bart import fairseq_rules, fairseq_style
+from .bart import FAIRSEQ, FAIRSEQ_FIELDS, fairseq_rules, fairseq_style
+
+HEAD = "output_projection.weight"
 
 
 def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
@@ -24,4 +27,21 @@ def config_from_hf(d: dict, where: str | None = None, section: str = "decoder") 
 
 def weight_table(cfg: DecoderConfig) -> WeightTable:
     ignore = [r"model\.decoder\.embed_positions\._float_tensor"]  # fairseq leftover in some exports
-    return WeightTable(fairseq_rules(cfg), ignore) + output_head(cfg.tie_embeddings, "output_projection.weight")
+    return WeightTable(fairseq_rules(cfg), ignore) + output_head(cfg.tie_embeddings, HEAD)
+
+
+RECORDS = (
+    DecoderFamily(
+        model_type="trocr",
+        read=config_from_hf,
+        weights=weight_table,
+        aliases={"num_attention_heads": "decoder_attention_heads", "hidden_size": "d_model",
+                 "num_hidden_layers": "decoder_layers"},
+        overridable=FAIRSEQ_FIELDS | {"use_learned_position_embeddings", "layernorm_embedding",
+                                      "cross_attention_hidden_size"},
+        head=HEAD,
+        start="eos",  # TrOCR's captions start with </s>
+        reads_encoder_width=True,
+        **FAIRSEQ,
+    ),
+)  # fmt: skip

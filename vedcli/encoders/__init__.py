@@ -1,19 +1,18 @@
-"""Image encoders. Each family module gives `config_from_hf`, a module with `forward_features(pixels) -> (B, N, C)`
-and its weight table."""
+"""Image encoders. Each family module gives its config reader, a module with `forward_features(pixels) -> (B, N, C)`
+and its weight table, and ends with the records (vedcli/family.py) of the model_types it serves: found here."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from ..checkpoints.weights import WeightTable
-from ..config import EncoderConfig, resolve_aliases
+from ..config import EncoderConfig
 from ..errors import ModelError
+from ..family import EncoderFamily, discover
 from ..validate import ConfigFieldError, show
-from . import beit, swin, vit
 
-# model_type in config.json -> family module
-FAMILIES = {"vit": vit, "deit": vit, "beit": beit, "data2vec-vision": beit, "swin": swin, "donut-swin": swin}
-MODULES = {"vit": vit.ViTEncoder, "beit": beit.BeitEncoder, "swin": swin.SwinEncoder}
+# model_type in config.json -> its record, from every module here
+FAMILIES: dict[str, EncoderFamily] = discover(__name__, __path__)  # type: ignore[assignment]
 
 
 def encoder_config(d: dict, where: str | None = None, section: str = "encoder") -> EncoderConfig:
@@ -24,7 +23,8 @@ def encoder_config(d: dict, where: str | None = None, section: str = "encoder") 
     if kind not in FAMILIES:
         raise ModelError(f"unsupported {section} model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})",
                          where)  # fmt: skip
-    return FAMILIES[kind].config_from_hf(resolve_aliases(d), where, section)
+    record = FAMILIES[kind]
+    return record.read(record.resolve_aliases(d), where, section)
 
 
 def encoder_parameters(cfg: EncoderConfig) -> dict[str, int]:
@@ -38,15 +38,19 @@ def encoder_parameters(cfg: EncoderConfig) -> dict[str, int]:
     }
 
 
+def encoder_family(cfg: EncoderConfig) -> EncoderFamily:
+    """The record of the model_type `cfg` was read from."""
+    return FAMILIES[cfg.hf.get("model_type", cfg.family)]
+
+
 def build_encoder(cfg: EncoderConfig) -> nn.Module:
-    return MODULES[cfg.family](cfg)
+    return encoder_family(cfg).module(cfg)
 
 
 def encoder_weights(cfg: EncoderConfig) -> WeightTable:
-    return FAMILIES[cfg.hf.get("model_type", cfg.family)].weight_table(cfg)
+    return encoder_family(cfg).weights(cfg)  # type: ignore[misc]
 
 
 def encoder_reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
     """HF names and shapes of tensors the reference's encoder has and ved does not use (empty for most)."""
-    family = FAMILIES[cfg.hf.get("model_type", cfg.family)]
-    return family.reference_only(cfg) if hasattr(family, "reference_only") else {}
+    return encoder_family(cfg).reference_only(cfg)

@@ -18,9 +18,10 @@ from torch import Tensor, nn
 
 from ..checkpoints.weights import WeightTable, linear, norm, param
 from ..config import EncoderConfig
+from ..family import EncoderFamily
 from ..layers import Block, drop_path_rates
 from ..validate import Fields
-from .vit import resize_positions, vit_style
+from .vit import VISION_INITS, VIT_FIELDS, resize_positions, vit_style
 
 
 def config_from_hf(d: dict, where: str | None = None, section: str = "encoder") -> EncoderConfig:
@@ -182,3 +183,19 @@ def reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
     if cfg.hf.get("use_mean_pooling", True):
         out.update({"pooler.layernorm.weight": (c,), "pooler.layernorm.bias": (c,)})
     return out
+
+
+_BEIT = dict(
+    read=config_from_hf,
+    weights=weight_table,
+    module=BeitEncoder,
+    reference_only=reference_only,
+    overridable=VIT_FIELDS | {"use_absolute_position_embeddings", "use_relative_position_bias",
+                              "use_shared_relative_position_bias", "layer_scale_init_value", "use_mean_pooling",
+                              "drop_path_rate"},
+    inits=(*VISION_INITS, (r".*\.lambda_[12]", "layer_scale")),
+)  # fmt: skip
+RECORDS = (
+    EncoderFamily(model_type="beit", **_BEIT, prefix="beit."),
+    EncoderFamily(model_type="data2vec-vision", **_BEIT, prefix="data2vec_vision."),
+)

@@ -23,9 +23,10 @@ from torch import Tensor, nn
 from ..checkpoints.weights import Rule, WeightTable, linear, norm, param
 from ..config import EncoderConfig
 from ..errors import ModelError
+from ..family import Derived, EncoderFamily
 from ..layers import MLP, DropPath, SelfAttention, drop_path_rates, merge_heads, split_heads
 from ..validate import ConfigFieldError, Fields, show
-from .vit import resize_positions
+from .vit import VISION_INITS, resize_positions
 
 SHIFT_MASK = -100.0  # the reference's score offset between tokens from different regions of a shifted window
 PATCH_NORM_EPS = 1e-5  # the embedding and patch-merging LayerNorms ignore layer_norm_eps in the reference
@@ -340,13 +341,36 @@ def weight_table(cfg: EncoderConfig) -> WeightTable:
 def reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
     """Tensors the reference's model saves and expects back that ved computes itself: DonutSwinModel keeps each
     block's relative position index as a saved buffer (SwinModel's is not saved)."""
-    d = cfg.hf
-    if d.get("model_type") != "donut-swin":
-        return {}
-    s = SwinSettings.from_hf(d)
+    s = SwinSettings.from_hf(cfg.hf)
     t = s.window * s.window
     return {
         f"encoder.layers.{i}.blocks.{j}.attention.self.relative_position_index": (t, t)
         for i, depth in enumerate(s.depths)
         for j in range(depth)
     }
+
+
+def _sizes(config: dict) -> None:
+    """Swin stores its output width and stage count besides the fields they follow from; transformers trusts them."""
+    depths = config.get("depths", [2, 2, 6, 2])
+    config["num_layers"] = len(depths)
+    config["hidden_size"] = int(config.get("embed_dim", 96) * 2 ** (len(depths) - 1))
+
+
+_SWIN = dict(
+    read=config_from_hf,
+    weights=weight_table,
+    module=SwinEncoder,
+    aliases={"num_attention_heads": "num_heads", "num_hidden_layers": "num_layers"},
+    overridable=frozenset({"embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "hidden_act",
+                           "layer_norm_eps", "image_size", "patch_size", "num_channels", "qkv_bias",
+                           "use_absolute_embeddings", "drop_path_rate", "hidden_dropout_prob",
+                           "attention_probs_dropout_prob"}),
+    derived=Derived(("hidden_size", "num_layers"), "embed_dim and depths", _sizes),
+    inits=VISION_INITS,
+)  # fmt: skip
+RECORDS = (
+    EncoderFamily(model_type="swin", **_SWIN, prefix="swin."),
+    EncoderFamily(model_type="donut-swin", **_SWIN, prefix="donut.", reference_only=reference_only,
+                  image_processor="DonutImageProcessor"),
+)  # fmt: skip

@@ -9,32 +9,19 @@ from torch import Tensor, nn
 from ..checkpoints.weights import WeightTable, linear, norm, param
 from ..config import EncoderConfig
 from ..errors import ModelError
+from ..family import EncoderFamily, SizeKeys, read_sizes
 from ..layers import Block
 from ..validate import ConfigFieldError, Fields
 
 
 def vit_style(f: Fields) -> dict:
     """EncoderConfig fields ViT-named configs (ViT, DeiT, BEiT, data2vec-vision) set the same way, checked."""
-    hidden, heads = f.count("hidden_size", 768), f.count("num_attention_heads", 12)
-    f.divides("hidden_size", hidden, "num_attention_heads", heads)
+    sizes = read_sizes(f, dropout=0.0, attn_dropout=0.0)
     image, patch = f.pair("image_size", 224), f.pair("patch_size", 16)
     if patch[0] > image[0] or patch[1] > image[1]:
         raise ConfigFieldError(f"{f.name('patch_size')} {list(patch)} is larger than {f.name('image_size')} "
                                f"{list(image)}", f.where, "patch_size", f.section, also=("image_size",))  # fmt: skip
-    return dict(
-        hidden_size=hidden,
-        num_layers=f.layers("num_hidden_layers", 12),
-        num_heads=heads,
-        intermediate_size=f.count("intermediate_size", 3072),
-        activation=f.activation("hidden_act", "gelu"),
-        layer_norm_eps=f.eps("layer_norm_eps", 1e-12),
-        image_size=image,
-        patch_size=patch,
-        num_channels=f.count("num_channels", 3),
-        dropout=f.fraction("hidden_dropout_prob", 0.0),
-        attn_dropout=f.fraction("attention_probs_dropout_prob", 0.0),
-        hf=f.d,
-    )
+    return dict(**sizes, image_size=image, patch_size=patch, num_channels=f.count("num_channels", 3), hf=f.d)
 
 
 def config_from_hf(d: dict, where: str | None = None, section: str = "encoder") -> EncoderConfig:
@@ -121,3 +108,19 @@ def reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
     """Tensors the reference's ViTModel/DeiTModel has but ved does not use (the pooler), with their shapes."""
     out = cfg.hf.get("pooler_output_size") or cfg.hidden_size
     return {"pooler.dense.weight": (out, cfg.hidden_size), "pooler.dense.bias": (out,)}
+
+
+# ViT-named configs' keys an override may add (the sizes, the image geometry, the dropouts)
+VIT_FIELDS = frozenset({*SizeKeys().names(), "image_size", "patch_size", "num_channels"})
+# the reference's _init_weights cases every vision family shares: learned tokens, positions and bias tables start at 0
+VISION_INITS = (
+    (r"embeddings\.(cls_token|distillation_token|position_embeddings|mask_token)", "zeros"),
+    (r".*relative_position_bias_table", "zeros"),
+)
+_VIT = dict(read=config_from_hf, weights=weight_table, module=ViTEncoder, reference_only=reference_only,
+            overridable=VIT_FIELDS | {"qkv_bias"})  # fmt: skip
+RECORDS = (
+    EncoderFamily(model_type="vit", **_VIT, prefix="vit.",
+                  inits=((r"embeddings\.(cls_token|position_embeddings)", "trunc_normal"), *VISION_INITS)),
+    EncoderFamily(model_type="deit", **_VIT, prefix="deit.", inits=VISION_INITS),
+)  # fmt: skip

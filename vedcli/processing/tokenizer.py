@@ -31,6 +31,7 @@ from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 
 from vedcli.errors import ModelError
 from vedcli.processing.sentencepiece import SPM_CONTROL, SPM_USER_DEFINED, SentencePieceModel, read_sentencepiece_model
+from vedcli.processing.special_tokens import BERT, GPT2, ROBERTA
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -307,49 +308,32 @@ class Family:
     post_processor: str  # "template" (add_bos/eos_token), "roberta", "bert", "xlm-roberta" or "file" (keep)
 
 
-_ROBERTA_TOKENS = {
-    "bos_token": "<s>",
-    "eos_token": "</s>",
-    "sep_token": "</s>",
-    "cls_token": "<s>",
-    "unk_token": "<unk>",
-    "pad_token": "<pad>",
-    "mask_token": "<mask>",
-}
-_EOT = "<|endoftext|>"
-
 FAMILIES: dict[str, Family] = {
     "gpt2": Family(
         name="gpt2",
         format="gpt2-bpe",
-        defaults={"unk_token": _EOT, "bos_token": _EOT, "eos_token": _EOT, "pad_token": None},
+        defaults=GPT2.named(),
         build=_build_byte_level_bpe,
         post_processor="template",
     ),
     "roberta": Family(
         name="roberta",
         format="roberta-bpe",
-        defaults=_ROBERTA_TOKENS,
+        defaults=ROBERTA.named(),
         build=_build_byte_level_bpe,
         post_processor="roberta",
     ),
     "bert": Family(
         name="bert",
         format="wordpiece",
-        defaults={
-            "unk_token": "[UNK]",
-            "sep_token": "[SEP]",
-            "pad_token": "[PAD]",
-            "cls_token": "[CLS]",
-            "mask_token": "[MASK]",
-        },  # fmt: skip
+        defaults=BERT.named(),
         build=_build_bert,
         post_processor="bert",
     ),
     "xlm-roberta": Family(
         name="xlm-roberta",
         format="sentencepiece",
-        defaults=_ROBERTA_TOKENS,
+        defaults=ROBERTA.named(),
         build=_build_xlm_roberta,
         post_processor="xlm-roberta",
     ),
@@ -373,16 +357,6 @@ CLASS_FAMILIES = {
     "XLMRobertaTokenizer": "xlm-roberta",
     "PreTrainedTokenizer": "verbatim",  # PreTrainedTokenizerFast, the generic tokenizer.json class
     "TokenizersBackend": "verbatim",  # its transformers 5 name
-}
-
-# Decoder model types -> family, for folders whose tokenizer_config.json names no class.
-MODEL_TYPE_FAMILIES = {
-    "gpt2": "gpt2",
-    "roberta": "roberta",
-    "bart": "roberta",
-    "bert": "bert",
-    "electra": "bert",
-    "xlm-roberta": "xlm-roberta",
 }
 
 
@@ -414,9 +388,11 @@ def _pick_family(folder: Path, class_name: str | None, has_json: bool) -> Family
     if (folder / WORDPIECE_VOCAB_FILE).is_file():
         return FAMILIES["bert"]
     if (folder / BPE_VOCAB_FILE).is_file():
-        model_type = _model_type(folder)
-        if model_type in MODEL_TYPE_FAMILIES:
-            return FAMILIES[MODEL_TYPE_FAMILIES[model_type]]
+        from vedcli.registry import decoder_family  # on first use: the registry imports the models (and torch)
+
+        named = getattr(decoder_family(_model_type(folder)), "tokenizer", None)  # the decoder record's family
+        if named is not None:
+            return FAMILIES[named]
         vocab = _read_json(folder / BPE_VOCAB_FILE) or {}
         return FAMILIES["roberta" if "<s>" in vocab and "</s>" in vocab else "gpt2"]
     raise ModelError(

@@ -175,12 +175,12 @@ def weight_table(cfg: EncoderConfig) -> WeightTable:
     return WeightTable(rules, ignore=ignore)
 
 
-def reference_only(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
+def reference_only(cfg: EncoderConfig, pooler: bool = True) -> dict[str, tuple[int, ...]]:
     """Tensors the reference's BeitModel has but ved does not use: the mask token and the mean-pooling LayerNorm,
-    when the config asks for them."""
+    when the config asks for them (and the model has a pooler: Data2VecVisionModel is built without one)."""
     c = cfg.hidden_size
     out = {"embeddings.mask_token": (1, 1, c)} if cfg.hf.get("use_mask_token", False) else {}
-    if cfg.hf.get("use_mean_pooling", True):
+    if pooler and cfg.hf.get("use_mean_pooling", True):
         out.update({"pooler.layernorm.weight": (c,), "pooler.layernorm.bias": (c,)})
     return out
 
@@ -189,13 +189,17 @@ _BEIT = dict(
     read=config_from_hf,
     weights=weight_table,
     module=BeitEncoder,
-    reference_only=reference_only,
     overridable=VIT_FIELDS | {"use_absolute_position_embeddings", "use_relative_position_bias",
                               "use_shared_relative_position_bias", "layer_scale_init_value", "use_mean_pooling",
                               "drop_path_rate"},
     inits=(*VISION_INITS, (r".*\.lambda_[12]", "layer_scale")),
 )  # fmt: skip
 RECORDS = (
-    EncoderFamily(model_type="beit", **_BEIT, prefix="beit."),
-    EncoderFamily(model_type="data2vec-vision", **_BEIT, prefix="data2vec_vision."),
+    EncoderFamily(model_type="beit", **_BEIT, prefix="beit.", reference_only=reference_only),
+    EncoderFamily(
+        model_type="data2vec-vision",
+        **_BEIT,
+        prefix="data2vec_vision.",
+        reference_only=functools.partial(reference_only, pooler=False),
+    ),
 )

@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
+from support.captioning import images, start_caption
 from vedcli.cli import app, main
 from vedcli.commands import caption as runner_module
 from vedcli.generation import pipeline as pipeline_module
@@ -43,14 +42,6 @@ def python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess
         timeout=120,
         env=environment,
     )
-
-
-def images(folder: Path, count: int) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
-    return folder
 
 
 # --- what runs before torch ---------------------------------------------------------------------------------------
@@ -134,13 +125,6 @@ def test_building_a_model_does_not_import_the_compiler(decoder, tiny, tmp_path):
 
 
 # --- Ctrl-C at any moment ---------------------------------------------------------------------------------------
-
-
-def start_caption(folder: Path, model: Path, tmp_path: Path, *extra: str, text: bool = False) -> subprocess.Popen:
-    """`python -m vedcli caption FOLDER --model MODEL --batch-size 1 EXTRA...`, offline, its output piped."""
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "vedcli", "caption", str(folder), "--model", str(model), "--batch-size", "1", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text, env=env)
 
 
 @pytest.mark.parametrize("delay", [0.2, 1.0, 2.0])

@@ -61,6 +61,7 @@ _FLAG_LIKE_NAME = (
     *("model", "revision", "max_new_tokens", "min_new_tokens", "temperature", "top_k", "top_p", "seed"),
     *("no_repeat_ngram_size", "repetition_penalty", "length_penalty", "num_return_sequences", "batch_size"),
     *("max_pixels", "device", "dtype", "format", "output", "layout", "debug_layout"),
+    *("output_dir", "retry_failed", "fail_fast"),  # batch runs (resume, force: below)
     *("early_stopping", "bad_words_ids"),  # set by a checkpoint's generation config, never by a flag of ved's
     # convert, compose
     *("max_shard_size", "force", "tokenizer", "revision_encoder", "revision_decoder"),
@@ -243,6 +244,18 @@ FormatOpt = Annotated[
 Output = Annotated[
     str | None, typer.Option("--output", "-o", metavar="FILE", help="Write results to this file instead of stdout.")
 ]
+OutputDir = Annotated[
+    str | None,
+    typer.Option("--output-dir", metavar="DIR", help="Write one file per input into DIR (NAME.txt, NAME.jsonl, ...)."),
+]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Skip the inputs the output holds already and add the rest (jsonl, csv, tsv).")
+]
+Force = Annotated[bool, typer.Option("--force", help="Write an existing output anew.")]
+RetryFailed = Annotated[
+    bool, typer.Option("--retry-failed", help="With --resume: read again the inputs whose record is an error.")
+]
+FailFast = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that cannot be read.")]
 
 
 def _generation_command(default_model: str, summary: str, ocr: bool = False):
@@ -271,6 +284,11 @@ def _generation_command(default_model: str, summary: str, ocr: bool = False):
         dtype: DTypeOpt = None,
         format: FormatOpt = None,
         output: Output = None,
+        output_dir: OutputDir = None,
+        resume: Resume = False,
+        force: Force = False,
+        retry_failed: RetryFailed = False,
+        fail_fast: FailFast = False,
         layout: Layout | None = None,  # annotated below: hidden from ved caption
         debug_layout: str | None = None,
     ) -> None:
@@ -306,6 +324,11 @@ def _generation_command(default_model: str, summary: str, ocr: bool = False):
                 max_pixels=_pixel_count(max_pixels),
                 layout=(layout or Layout.auto).value if ocr else None,
                 debug_layout=debug_layout,
+                output_dir=output_dir,
+                resume=resume,
+                force=force,
+                retry_failed=retry_failed,
+                fail_fast=fail_fast,
             )
             return run(settings, sys.stdin, sys.stdout, sys.stderr)
 

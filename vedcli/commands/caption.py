@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
@@ -23,8 +24,11 @@ from .. import interrupts
 from ..checkpoints.safety import check_output_not_input
 from ..errors import InputError, OptionError, option
 from ..terminal import is_terminal
-from .inputs import InputItem, expand_inputs
-from .output import make_writer, open_output
+from .destination import Destination, Tally
+from .inputs import InputItem, is_image_name, iter_inputs
+from .output import make_writer
+from .shards import Group, Shard
+from .sinks import Write
 
 if TYPE_CHECKING:
     from ..generation.options import DecodingOptions
@@ -50,11 +54,18 @@ class RunSettings:
     max_pixels: int | None = None  # refuse bigger images; None: open_image's default (image.MAX_PIXELS); 0: no limit
     layout: str | None = None  # ved ocr: "auto" | "page": find the lines of pages (pages.py); None, "line": whole
     debug_layout: str | None = None  # where the layout drawings go (a file for one input, else a folder)
+    output_dir: str | None = None  # one file per input in this folder (outdir.py) instead of `output`
+    resume: bool = False  # go on with the output: skip the inputs it holds (resume.py)
+    force: bool = False  # write an existing output anew
+    retry_failed: bool = False  # with resume: read again the inputs whose record is an error
+    fail_fast: bool = False  # stop at the first input that cannot be read
 
 
 def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    """Caption every input, writing results as each batch completes; returns how many inputs were bad.
-    Raises VedError for a bad run (model, options, no inputs) before any image is read."""
+    """Caption every input, writing results as each batch completes; returns how many inputs were bad (under torchrun:
+    rank 0 returns the count of every process, the others 0). Raises VedError for a bad run (model, options, output,
+    no inputs) before any image is read."""
+    started = time.monotonic()
     if settings.batch_size < 1:
         raise OptionError(f"{option('batch_size')} must be at least 1", where=option("batch_size"))
     if settings.max_pixels is not None and settings.max_pixels < 0:
@@ -64,10 +75,9 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
 
     options = settings.options or DecodingOptions()
     options.check()  # values no checkpoint can make right: before any model is read
-    items = expand_inputs(settings.inputs, stdin)
-    if not items:
+    listing = Listing(iter_inputs(settings.inputs, stdin))
+    if not listing.peek(1):
         raise _no_inputs(settings.inputs)
-    check_output_not_input(settings.output, (item.path for item in items))  # never write over an input
     pages = settings.layout in ("auto", "page")
     if not pages and settings.format in ("hocr", "alto"):
         raise OptionError(f"{option('format')} {settings.format} needs {option('layout')} auto or page (ved ocr)",
@@ -75,81 +85,208 @@ def caption_inputs(settings: RunSettings, stdin: TextIO, stdout: TextIO, stderr:
     if not pages and settings.debug_layout is not None:
         raise OptionError(f"{option('debug_layout')} needs {option('layout')} auto or page (ved ocr)",
                           where=option("debug_layout"))  # fmt: skip
+    _check_not_an_input(settings, listing)
+    shard = Shard.from_env()
+    group = Group(shard)
+    try:
+        return _run(settings, options, listing, pages, shard, group, started, Pipeline, stdout, stderr)
+    finally:
+        group.close()
+
+
+def _run(settings, options, listing, pages, shard, group, started, Pipeline, stdout, stderr) -> int:  # noqa: N803
+    destination = Destination.plan(
+        output=settings.output,
+        output_dir=settings.output_dir,
+        fmt=settings.format,
+        resume=settings.resume,
+        force=settings.force,
+        retry_failed=settings.retry_failed,
+        shard=shard,
+        group=group,
+    )
     debug = None
     if pages and settings.debug_layout is not None:
         from .pages import DebugDrawings
 
-        debug = DebugDrawings(settings.debug_layout, [item.path for item in items])
+        debug = DebugDrawings(settings.debug_layout, [item.path for item in listing.peek(None)])
     # The model first, and the options checked against it, so a bad run fails before any image is read.
     with _Status(stderr, f"loading {settings.model}"):
-        pipeline = Pipeline.load(settings.model, settings.revision, device=settings.device, dtype=settings.dtype)
+        pipeline = Pipeline.load(settings.model, settings.revision, device=_device(settings.device, shard),
+                                 dtype=settings.dtype)  # fmt: skip
     resolved = pipeline.resolve(options)
     if pages and resolved.num_return_sequences > 1:
         raise OptionError(f"{option('num_return_sequences')} above 1 needs {option('layout')} line",
                           where=option("num_return_sequences"))  # fmt: skip
     interrupts.started()  # from here Ctrl-C stops cleanly, keeping what was written
-    out = stdout if settings.output in (None, "-") else open_output(settings.output)
-    # A progress bar when stderr is a terminal that the results are not printed on as well.
-    show_bar = is_terminal(stderr) and not (out is stdout and is_terminal(stdout))
-    bar = None
-    bad = 0
+    loaded = time.monotonic()
+    single = len(listing.peek(2)) == 1
+    # A progress bar when stderr is a terminal that the results are not printed on as well (rank 0's share).
+    to_stdout = settings.output in (None, "-") and settings.output_dir is None
+    show_bar = is_terminal(stderr) and not (to_stdout and is_terminal(stdout)) and shard.rank == 0
+    bar = _ProgressBar(None, stderr) if show_bar else None
+    err = bar.above if bar else stderr
+    if pages:
+        from .pages import PageWriter, line_score
+
+        def score(hyp) -> float:
+            return line_score(hyp.score, hyp.tokens, resolved.num_beams, resolved.length_penalty)
+
+        def new_writer(out: TextIO, one: bool):
+            return PageWriter(settings.format, out, single_input=one, score=score, err=err)
+
+        several_rows = settings.format in ("csv", "tsv")
+    else:
+        ranked = resolved.num_return_sequences > 1
+
+        def new_writer(out: TextIO, one: bool):
+            return make_writer(settings.format, out, single_input=one, ranked=ranked, err=err)
+
+        several_rows = ranked
+    tally = Tally()
     try:
-        bar = _ProgressBar(len(items), stderr) if show_bar else None
-        if pages:
-            return _read_pages(settings, pipeline, resolved, options, items, out, bar, stderr, debug)
-        writer = make_writer(
-            settings.format,
-            out,
-            single_input=len(items) == 1,
-            ranked=resolved.num_return_sequences > 1,
-            err=bar.above if bar else stderr,
-        )
-        reader = _Reader(settings.max_pixels, pipeline.processor)
-        for batch in _batches(items, settings.batch_size, reader):
-            images = [image for _item, image, _error in batch if image is not None]
-            results = iter(pipeline.run(images, options) if images else [])
-            for item, _image, error in batch:
-                if error is not None:
-                    writer.error(item.path, error)
-                    bad += 1
-                else:
-                    writer.results(item.path, next(results))
-            writer.flush()
-            if bar:
-                bar.advance(len(batch))
+        destination.prepare(new_writer, several_rows)
+        sink = destination.open(stdout, err, new_writer, single)
+        try:
+            todo = destination.todo(listing, tally)
+            if pages:
+                _read_pages(settings, pipeline, options, todo, sink, bar, tally, debug)
+            else:
+                _read_lines(settings, pipeline, options, todo, sink, bar, tally)
+        finally:
+            sink.close()
     finally:
         if bar:
             bar.stop()
-        if out is not stdout:
-            out.close()
-    return bad
+    tallies = group.gather(tally)  # waits for every process
+    destination.finish()
+    if shard.rank != 0:
+        return 0
+    total = Tally(*(sum(getattr(t, name) for t in tallies) for name in ("done", "failed", "skipped")))
+    if to_stdout and not (is_terminal(stderr) and not single) and not settings.resume:
+        return total.failed
+    stderr.write(summary(total, time.monotonic() - loaded, time.monotonic() - started) + "\n")
+    stderr.flush()
+    return total.failed
 
 
-def _read_pages(settings, pipeline, resolved, options, items, out, bar, stderr, debug) -> int:
-    """The `--layout auto|page` run: pages decoded whole (boxes in the files' pixels), lines read in batches."""
-    from .pages import PageWriter, line_score, read_pages
+def _read_lines(settings, pipeline, options, todo, sink, bar, tally) -> None:
+    """The line run (`ved caption`, `ved ocr --layout line`): every input read whole, in batches."""
+    reader = _Reader(settings.max_pixels, pipeline.processor)
+    for batch in _batches(todo, settings.batch_size, reader):
+        images = [image for _index, _item, image, _error in batch if image is not None]
+        results = iter(pipeline.run(images, options) if images else [])
+        for index, item, _image, error in batch:
+            if error is not None:
+                sink.put(index, item.path, error, _error_row(item.path, error))
+                tally.failed += 1
+                if settings.fail_fast:
+                    sink.flush()
+                    return
+            else:
+                sink.put(index, item.path, None, _results(item.path, next(results)))
+                tally.done += 1
+        sink.flush()
+        if bar:
+            bar.advance(len(batch))
 
-    def score(hyp) -> float:
-        return line_score(hyp.score, hyp.tokens, resolved.num_beams, resolved.length_penalty)
 
-    bad = 0
-    # each page is written as soon as it is read; leaving the block (also by Ctrl-C) ends an hOCR / ALTO document
-    with PageWriter(
-        settings.format, out, single_input=len(items) == 1, score=score, err=bar.above if bar else stderr
-    ) as writer:
-        for batch in _batches(items, settings.batch_size, _Reader(settings.max_pixels, None)):
-            rows = [(item, image) for item, image, error in batch if error is None]
-            read = read_pages(rows, pipeline, options, settings.layout, settings.batch_size, debug)
-            for item, _image, error in batch:
-                if error is not None:
-                    writer.error(item.path, error)
-                    bad += 1
-                else:
-                    writer.page(next(read))
-            writer.flush()
-            if bar:
-                bar.advance(len(batch))
-    return bad
+def _read_pages(settings, pipeline, options, todo, sink, bar, tally, debug) -> None:
+    """The `--layout auto|page` run: pages decoded whole (boxes in the files' pixels), lines read in batches; each page
+    written as soon as it is read."""
+    from .pages import read_pages
+
+    for batch in _batches(todo, settings.batch_size, _Reader(settings.max_pixels, None)):
+        rows = [(item, image) for _index, item, image, error in batch if error is None]
+        read = read_pages(rows, pipeline, options, settings.layout, settings.batch_size, debug)
+        for index, item, _image, error in batch:
+            if error is not None:
+                sink.put(index, item.path, error, _error_row(item.path, error))
+                tally.failed += 1
+                if settings.fail_fast:
+                    sink.flush()
+                    return
+            else:
+                sink.put(index, item.path, None, _page(next(read)))
+                tally.done += 1
+        sink.flush()
+        if bar:
+            bar.advance(len(batch))
+
+
+def _results(path: str, hypotheses) -> Write:
+    return lambda writer: writer.results(path, hypotheses)
+
+
+def _error_row(path: str, error: InputError) -> Write:
+    return lambda writer: writer.error(path, error)
+
+
+def _page(page) -> Write:
+    return lambda writer: writer.page(page)
+
+
+def summary(tally: Tally, reading: float, wall: float) -> str:
+    """The run's last line on stderr: `done 98, skipped 900, failed 2, 7.9 images/s, wall time 14.2 s` (images/s:
+    inputs read per second once the model was loaded)."""
+    rate = (tally.done + tally.failed) / reading if reading > 0 else 0.0
+    return (f"done {tally.done}, skipped {tally.skipped}, failed {tally.failed}, {rate:.3g} images/s, "
+            f"wall time {wall:.1f} s")  # fmt: skip
+
+
+def _device(device: str, shard: Shard) -> str:
+    """Under torchrun each process of a machine takes its own GPU (LOCAL_RANK)."""
+    if not shard.several or device not in ("auto", "cuda"):
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        return device
+    if shard.local_rank >= torch.cuda.device_count():
+        raise OptionError(f"process {shard.local_rank} has no GPU of its own ({torch.cuda.device_count()} visible)",
+                          option("nproc_per_node"))  # fmt: skip
+    return f"cuda:{shard.local_rank}"
+
+
+class Listing:
+    """The inputs, listed lazily, once; `peek(n)` lists the first n ahead of time (None: all)."""
+
+    def __init__(self, items: Iterator[InputItem]):
+        self.items = items
+        self.head: list[InputItem] = []
+
+    def peek(self, n: int | None) -> list[InputItem]:
+        while n is None or len(self.head) < n:
+            item = next(self.items, None)
+            if item is None:
+                break
+            self.head.append(item)
+        return self.head[:n] if n is not None else list(self.head)
+
+    def __iter__(self) -> Iterator[InputItem]:
+        while self.head:
+            yield self.head.pop(0)
+        yield from self.items
+
+
+def _check_not_an_input(settings: RunSettings, listing: Listing) -> None:
+    """Refuse an output file that is an input, before any work: a file argument (or another name of it), a file a
+    folder argument holds, or (when the output exists and would be refused anyway, or paths come from stdin and it
+    exists) any input listed. Inputs met later that are the output become error rows (destination.todo)."""
+    output = settings.output
+    if output in (None, "-"):
+        return
+    assert output is not None
+    named = [arg for arg in settings.inputs if arg != "-" and not os.path.isdir(arg)]
+    real = os.path.realpath(output)
+    for arg in settings.inputs:
+        if arg != "-" and os.path.isdir(arg) and is_image_name(output):
+            folder = os.path.realpath(arg)
+            if os.path.commonpath([folder, real]) == folder:
+                named.append(os.path.join(arg, os.path.relpath(real, folder)))
+    check_output_not_input(output, named)
+    if os.path.exists(output) and not (settings.resume or settings.force):
+        check_output_not_input(output, (item.path for item in listing.peek(None)))
 
 
 def _no_inputs(args: list[str]) -> OptionError:
@@ -164,6 +301,7 @@ def _no_inputs(args: list[str]) -> OptionError:
 
 
 Row = tuple[InputItem, Image.Image | None, InputError | None]  # an input with its image, or with its error
+Numbered = tuple[int, InputItem, Image.Image | None, InputError | None]  # and its number in the whole list
 
 
 class _Reader:
@@ -196,7 +334,7 @@ class _Reader:
             return item, None, error
 
 
-def _read_ahead(items: list[InputItem], read: _Reader, window: int, max_bytes: int | None = None) -> Iterator[Row]:
+def _read_ahead(items: Iterable[InputItem], read: _Reader, window: int, max_bytes: int | None = None) -> Iterator[Row]:
     """`read` of every item, in order, decoded by a few threads ahead of the consumer (image decoding releases the
     GIL), so the model does not wait for files between batches: at most `window` items ahead, and no more than
     `max_bytes` (default READ_AHEAD_BYTES) of decoding, by the images' headers (one item at least)."""
@@ -219,13 +357,21 @@ def _read_ahead(items: list[InputItem], read: _Reader, window: int, max_bytes: i
         pool.shutdown(wait=False, cancel_futures=True)  # stopped early (an error, Ctrl-C): drop what is queued
 
 
-def _batches(items: list[InputItem], batch_size: int, read: _Reader) -> Iterator[list[Row]]:
-    """Items in order, each with its image or its error; a batch closes once it holds `batch_size` images."""
-    batch: list[Row] = []
+def _batches(todo: Iterable[tuple[int, InputItem]], batch_size: int, read: _Reader) -> Iterator[list[Numbered]]:
+    """Numbered items in order, each with its image or its error; a batch closes once it holds `batch_size`
+    images."""
+    numbers: deque[int] = deque()
+
+    def items() -> Iterator[InputItem]:
+        for index, item in todo:
+            numbers.append(index)
+            yield item
+
+    batch: list[Numbered] = []
     good = 0
-    for row in _read_ahead(items, read, window=2 * batch_size):
-        batch.append(row)
-        good += row[1] is not None
+    for item, image, error in _read_ahead(items(), read, window=2 * batch_size):
+        batch.append((numbers.popleft(), item, image, error))
+        good += image is not None
         if good == batch_size:
             yield batch
             batch, good = [], 0
@@ -256,7 +402,7 @@ class _Status:
 class _ProgressBar:
     """A rich progress bar on stderr; `above` is a stream whose lines are printed above the bar."""
 
-    def __init__(self, total: int, stderr: TextIO):
+    def __init__(self, total: int | None, stderr: TextIO):
         from rich.console import Console
         from rich.progress import Progress
 

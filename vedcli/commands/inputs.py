@@ -1,13 +1,14 @@
 """Command-line inputs -> the list of image paths to read, in order.
 
 Each argument is a file, a folder (its image files, recursively, sorted), or `-` (paths read from stdin, one per
-line). Missing paths are kept: reading them later gives an error row naming the file. A folder that cannot be
-listed becomes an item that already carries its error.
+line), listed lazily (`iter_inputs`). Missing paths are kept: reading them later gives an error row naming the file.
+A folder that cannot be listed becomes an item that already carries its error.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,7 @@ class InputItem:
 
     path: str
     error: InputError | None = None
+    root: str | None = None  # the folder argument it was found in (None: named itself, or read from stdin)
 
 
 @lru_cache(maxsize=1)
@@ -42,7 +44,12 @@ def is_image_name(path: str | Path) -> bool:
 
 def expand_inputs(args: list[str], stdin: TextIO) -> list[InputItem]:
     """Expand files, folders and `-` into input items, keeping the order of the arguments."""
-    items: list[InputItem] = []
+    return list(iter_inputs(args, stdin))
+
+
+def iter_inputs(args: list[str], stdin: TextIO) -> Iterator[InputItem]:
+    """The input items of `args`, in order, listed lazily: a folder is walked (and stdin read) only as far as the
+    caller has got, so a run over 100,000 files starts at once and holds one folder's names at a time."""
     stdin_read = False
     for arg in args:
         if arg == STDIN:
@@ -52,10 +59,9 @@ def expand_inputs(args: list[str], stdin: TextIO) -> list[InputItem]:
             for line in _stdin_lines(stdin):
                 path = line.rstrip("\r\n")
                 if path.strip():
-                    items.extend(_expand_path(path))
+                    yield from _expand_path(path)
         else:
-            items.extend(_expand_path(arg))
-    return items
+            yield from _expand_path(arg)
 
 
 def _stdin_lines(stdin: TextIO):
@@ -69,26 +75,38 @@ def _stdin_lines(stdin: TextIO):
         yield os.fsdecode(raw)
 
 
-def _expand_path(path: str) -> list[InputItem]:
+def _expand_path(path: str) -> Iterator[InputItem]:
     if os.path.isdir(path):
-        return _images_in_folder(path)
-    return [InputItem(path)]
+        yield from _images_in_folder(path, path)
+    else:
+        yield InputItem(path)
 
 
-def _images_in_folder(folder: str) -> list[InputItem]:
-    """Image files under `folder`, recursively, sorted by path (folder by folder); unreadable folders as errors."""
-    found: list[tuple[tuple[str, ...], InputItem]] = []
-
-    def unreadable(error: OSError) -> None:
-        where = error.filename or folder
+def _images_in_folder(folder: str, root: str) -> Iterator[InputItem]:
+    """Image files under `folder`, recursively, sorted by path (folder by folder: `a/0.png` before `a.png`), one
+    folder listed at a time; a folder that cannot be listed is an error item in its place. Links to folders are not
+    followed (as os.walk does)."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as error:
+        where = error.filename if isinstance(error.filename, str) else folder
         reason = error.strerror.lower() if error.strerror else "cannot list folder"
-        item = InputItem(where, InputError(f"cannot read folder: {reason}", where=where))
-        found.append((Path(os.path.relpath(where, folder)).parts, item))
+        yield InputItem(where, InputError(f"cannot read folder: {reason}", where=where), root)
+        return
+    for entry in entries:
+        try:
+            is_folder = entry.is_dir() and not entry.is_symlink()
+        except OSError:
+            is_folder = False
+        if is_folder:
+            yield from _images_in_folder(entry.path, root)
+        elif is_image_name(entry.name) and not _is_linked_folder(entry):
+            yield InputItem(entry.path, root=root)
 
-    for parent, _dirs, files in os.walk(folder, onerror=unreadable):
-        for name in files:
-            if is_image_name(name):
-                path = os.path.join(parent, name)
-                found.append((Path(os.path.relpath(path, folder)).parts, InputItem(path)))
-    found.sort(key=lambda pair: pair[0])
-    return [item for _key, item in found]
+
+def _is_linked_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink() and entry.is_dir()
+    except OSError:
+        return False

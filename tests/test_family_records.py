@@ -74,11 +74,6 @@ def test_no_model_type_is_spelled_outside_the_family_files():
         assert not spelled, (name, spelled)
 
 
-def test_aliases_are_the_reference_attribute_maps():
-    for kind, record in registry.FAMILIES.items():
-        assert dict(record.aliases) == dict(T.AutoConfig.for_model(kind).attribute_map), kind
-
-
 @pytest.mark.parametrize("kind", sorted(set(REFERENCE_TOKENS) & DECODER_TYPES))
 def test_special_tokens_are_those_of_the_reference_checkpoints(kind):
     """The record's start, end and pad tokens are those the tiny reference checkpoints of the family use (which

@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import ModelError
+from .validate import ConfigFieldError, show
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -41,7 +44,9 @@ class Family:
     read: Callable[..., Any] | None  # (config section, where, section name) -> EncoderConfig | DecoderConfig, checked
     weights: Callable[[Any], WeightTable] | None  # that config -> its table of HF weight names (checkpoints/weights.py)
     aliases: Mapping[str, str] = field(default_factory=dict)  # transformers' attribute_map: other name -> field
-    overridable: frozenset[str] = frozenset()  # config keys --encoder/--decoder-config may add to a preset
+    overridable: frozenset[str] = frozenset()  # config keys an override may add to a preset: those ved reads and
+    # the special token ids; not position_embedding_type (read only to refuse all but "absolute"), nor
+    # cross_attention_hidden_size outside TrOCR (the only family whose cross-attention width it sets)
     derived: Derived = Derived()
     inits: tuple[tuple[str, str], ...] = ()  # (HF name pattern, how): the reference's own _init_weights cases, in
     # the order it tries them; `how` is a name in checkpoints/init.py (zeros, trunc_normal, layer_scale, ...)
@@ -92,6 +97,19 @@ class DecoderFamily(Family):
     # encoder's features directly, as published checkpoints of the family do (TrOCR)
     cache_by_encoder_layers: bool = False  # transformers sizes the decoder's cache by encoder_layers (BART)
     note: str | None = None  # what `ved compose` tells about a decoder of this family
+
+
+def read_config(families: Mapping[str, Family], d: Any, where: str | None, section: str) -> Any:
+    """The config of section `d` (of config.json), read by the record of its model_type in `families` with its
+    aliases resolved, every field checked (ConfigFieldError names `section.key`)."""
+    if not isinstance(d, dict):
+        raise ConfigFieldError(f"{section} must be a JSON object, got {show(d)}", where, "", section)
+    kind = d.get("model_type")
+    if kind not in families:
+        raise ModelError(f"unsupported {section} model_type '{kind}' (supported: {', '.join(sorted(families))})",
+                         where)  # fmt: skip
+    record = families[kind]
+    return record.read(record.resolve_aliases(d), where, section)  # type: ignore[misc]
 
 
 def discover(package: str, path: Iterable[str]) -> dict[str, Family]:

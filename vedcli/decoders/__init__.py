@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from ..checkpoints.weights import WeightTable
 from ..config import DecoderConfig
-from ..errors import ModelError
-from ..family import DecoderFamily, discover
+from ..family import DecoderFamily, discover, read_config
 from ..validate import ConfigFieldError, check_token_ids, show
 
 # model_type in config.json -> its record, from every module here; RECORDS holds those `ved compose` converts too
@@ -16,20 +15,13 @@ FAMILIES: dict[str, DecoderFamily] = {kind: r for kind, r in RECORDS.items() if 
 
 def decoder_config(d: dict, where: str | None = None, section: str = "decoder") -> DecoderConfig:
     """The DecoderConfig of a config section, every field checked (ConfigFieldError names `section.key`)."""
-    if not isinstance(d, dict):
-        raise ConfigFieldError(f"{section} must be a JSON object, got {show(d)}", where, "", section)
-    kind = d.get("model_type")
-    if kind not in FAMILIES:
-        raise ModelError(f"unsupported {section} model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})",
-                         where)  # fmt: skip
-    record = FAMILIES[kind]
-    cfg = record.read(record.resolve_aliases(d), where, section)  # type: ignore[misc]
+    cfg = read_config(FAMILIES, d, where, section)
     check_token_ids({"pad_token_id": cfg.pad_token_id}, cfg.vocab_size, where, section)
     if cfg.positions == "padded":  # RoBERTa counts positions from pad_token_id + 1 in its own table
         if cfg.pad_token_id is None or cfg.pad_token_id + 2 > cfg.max_positions:
             raise ConfigFieldError(
                 f"{section}.pad_token_id {show(cfg.pad_token_id)} leaves no room in {section}.max_position_embeddings "
-                f"{cfg.max_positions} ({kind} positions count from pad_token_id + 1)",
+                f"{cfg.max_positions} ({d['model_type']} positions count from pad_token_id + 1)",
                 where,
                 "pad_token_id",
                 section,

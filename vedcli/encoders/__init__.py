@@ -7,9 +7,7 @@ from torch import nn
 
 from ..checkpoints.weights import WeightTable
 from ..config import EncoderConfig
-from ..errors import ModelError
-from ..family import EncoderFamily, discover
-from ..validate import ConfigFieldError, show
+from ..family import EncoderFamily, discover, read_config
 
 # model_type in config.json -> its record, from every module here
 FAMILIES: dict[str, EncoderFamily] = discover(__name__, __path__)  # type: ignore[assignment]
@@ -17,14 +15,7 @@ FAMILIES: dict[str, EncoderFamily] = discover(__name__, __path__)  # type: ignor
 
 def encoder_config(d: dict, where: str | None = None, section: str = "encoder") -> EncoderConfig:
     """The EncoderConfig of a config section, every field checked (ConfigFieldError names `section.key`)."""
-    if not isinstance(d, dict):
-        raise ConfigFieldError(f"{section} must be a JSON object, got {show(d)}", where, "", section)
-    kind = d.get("model_type")
-    if kind not in FAMILIES:
-        raise ModelError(f"unsupported {section} model_type '{kind}' (supported: {', '.join(sorted(FAMILIES))})",
-                         where)  # fmt: skip
-    record = FAMILIES[kind]
-    return record.read(record.resolve_aliases(d), where, section)
+    return read_config(FAMILIES, d, where, section)
 
 
 def encoder_parameters(cfg: EncoderConfig) -> dict[str, int]:

@@ -272,11 +272,10 @@ def _xlm_roberta_vocab(source: _Source, specials: dict[str, Any]) -> tuple[list[
                 break
         return vocab, charsmap  # type: ignore[return-value]
     spm = source.sentencepiece()
-    # fairseq ids: <s>=0 <pad>=1 </s>=2 <unk>=3, then the spm pieces after its own <unk> <s> </s>, then <mask>
-    names = ("bos_token", "pad_token", "eos_token", "unk_token")
-    vocab = [(str(specials[name]), 0.0) for name in names]
+    # fairseq ids (ROBERTA's layout): <s>=0 <pad>=1 </s>=2 <unk>=3, the spm pieces after its own <unk> <s> </s>, <mask>
+    vocab = [(str(specials[f"{role}_token"]), 0.0) for role in ROBERTA.first]
     vocab += [(p.piece, p.score) for p in spm.pieces[3:]]
-    vocab.append((str(specials["mask_token"]), 0.0))
+    vocab += [(str(specials[f"{role}_token"]), 0.0) for role in ROBERTA.last]
     return vocab, spm.precompiled_charsmap or None
 
 

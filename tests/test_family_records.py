@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from support.checkpoints import DECODERS as REFERENCE_TOKENS
 from support.checkpoints import decoder_config, encoder_config, randomize
 from vedcli import decoders, encoders, registry
+from vedcli.checkpoints.init import INITS
 from vedcli.checkpoints.weights import ignored_keys, to_hf, to_ved
 from vedcli.decoders.stack import TextDecoder
 from vedcli.family import DecoderFamily, EncoderFamily
@@ -45,6 +46,8 @@ def test_every_supported_model_type_has_one_record():
         assert record.model_type == kind
         assert isinstance(record, EncoderFamily if kind in ENCODER_TYPES else DecoderFamily), kind
         assert (record.read is None) == (record.weights is None) == (kind in CONVERTED), kind
+        for pattern, how in record.inits:  # the reference's own initialisations: known ones, for real names
+            assert how in INITS and re.compile(pattern), (kind, how)
     assert registry.family("vision-encoder-decoder") is None and registry.family(["gpt2"]) is None
 
 

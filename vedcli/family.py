@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
-from .validate import ConfigFieldError, show
+from .validate import ConfigFieldError, Fields, show
 
 if TYPE_CHECKING:
     from torch import nn
 
     from .checkpoints.weights import WeightTable
     from .processing.special_tokens import TokenSet
-    from .validate import Fields
 
 TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")  # special token ids every decoder config may set
 

@@ -164,3 +164,49 @@ def test_read_json(tmp_path: Path) -> None:
         with pytest.raises(ModelError) as info:
             read_json(path)
         assert info.value.message.startswith(message) and info.value.where == str(path)
+
+
+def _generation_config(folder: Path) -> None:
+    from vedcli.generation.defaults import GenerationConfig
+
+    GenerationConfig.from_folder(folder)
+
+
+def _image_processor(folder: Path) -> None:
+    from vedcli.processing.image import load_image_processor
+
+    load_image_processor(folder)
+
+
+def _tokenizer(folder: Path) -> None:
+    from vedcli.processing.tokenizer import load_tokenizer
+
+    load_tokenizer(folder)
+
+
+@pytest.mark.parametrize(
+    "file, read",
+    [
+        ("generation_config.json", _generation_config),
+        ("preprocessor_config.json", _image_processor),
+        ("processor_config.json", _image_processor),
+        ("tokenizer.json", _tokenizer),
+        ("tokenizer_config.json", _tokenizer),
+        ("added_tokens.json", _tokenizer),
+        ("config.json", read_json),
+    ],
+)
+@pytest.mark.parametrize("text, message", [("{oops", "invalid JSON: "), ("[1, 2]", "expected a JSON object")])
+def test_every_json_file_is_read_by_one_reader(file, read, text, message, tmp_path: Path) -> None:
+    """Whatever reads it (generation defaults, image processor, tokenizer, model config), a broken JSON file is the
+    same one-line ModelError naming the file."""
+    if read is _tokenizer:
+        from support.tiny_tokenizers import write_gpt2_bpe
+
+        write_gpt2_bpe(tmp_path)  # the other files of a tokenizer, good
+    path = tmp_path / file
+    path.write_text(text)
+    with pytest.raises(ModelError) as info:
+        read(path if read is read_json else tmp_path)
+    assert info.value.message.startswith(message) and info.value.where == str(path)
+    assert "\n" not in str(info.value)

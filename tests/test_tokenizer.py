@@ -382,8 +382,9 @@ def test_corrupt_sentencepiece_model_is_a_model_error(tmp_path, damage):
 def test_bad_files_are_model_errors(tmp_path):
     write_gpt2_bpe(tmp_path / "json")
     (tmp_path / "json" / "tokenizer.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(ModelError, match="cannot parse tokenizer.json"):
+    with pytest.raises(ModelError, match="invalid JSON") as err:
         load_tokenizer(tmp_path / "json")
+    assert err.value.where == str(tmp_path / "json" / "tokenizer.json")
 
     write_gpt2_bpe(tmp_path / "merges")
     (tmp_path / "merges" / "merges.txt").unlink()

@@ -1,6 +1,8 @@
 """Reading checkpoint files: JSON configs and weights (safetensors, or .bin through torch's safe unpickler).
 
-Every failure is a ModelError naming the file, so the CLI can say which file of the checkpoint is bad.
+Every failure is a ModelError naming the file, so the CLI can say which file of the checkpoint is bad. `read_json`
+is ved's one reader of JSON files (configs, generation and processor configs, tokenizer files); torch is imported
+only by the weight readers, so reading JSON does not wait for it.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ import json
 import pickle
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -24,7 +27,8 @@ PICKLE_INDEX = "pytorch_model.bin.index.json"
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
-    """The JSON object in `path`; ModelError naming the file if it is missing or not a JSON object."""
+    """The JSON object in `path`; ModelError naming the file if it is missing, cannot be read, is not JSON or holds
+    something else than an object."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -55,6 +59,13 @@ def load_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     if (folder / PICKLE_INDEX).is_file():
         return _load_sharded(folder / PICKLE_INDEX, _load_pickle)
     raise ModelError(f"no weights found: expected {SAFETENSORS} or {PICKLE}", where=str(folder))
+
+
+def load_file(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """safetensors' reader, imported on first use: it imports torch, which reading JSON files does not need."""
+    from safetensors.torch import load_file as read
+
+    return read(path, device=device)
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -92,6 +103,8 @@ def unpickling_refusal(error: pickle.UnpicklingError) -> str:
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     """A .bin state dict through torch's weights-only unpickler: tensors and plain containers, never code."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checkpoints.files import read_json
 from ..errors import ModelError
 from ..validate import Fields, check_token_ids, is_int
 
@@ -121,17 +122,17 @@ class GenerationConfig:
         gen_file = folder / GENERATION_CONFIG_FILE
         model_file = folder / MODEL_CONFIG_FILE
         if gen_file.is_file():
-            gen = cls.from_dict(_read_json(gen_file), str(gen_file))
+            gen = cls.from_dict(read_json(gen_file), str(gen_file))
             if gen.start_token_id is None and model_file.is_file():
                 # The reference would stop here ("decoder_start_token_id or bos_token_id has to be defined");
                 # the model config usually still knows the start token.
-                legacy = cls.from_model_config(_read_json(model_file), str(model_file))
+                legacy = cls.from_model_config(read_json(model_file), str(model_file))
                 gen.decoder_start_token_id = legacy.start_token_id
                 key = "decoder_start_token_id" if legacy.decoder_start_token_id is not None else "bos_token_id"
                 if legacy.source(key):
                     gen.sources["decoder_start_token_id"] = legacy.sources[key]
         elif model_file.is_file():
-            gen = cls.from_model_config(_read_json(model_file), str(model_file))
+            gen = cls.from_model_config(read_json(model_file), str(model_file))
         else:
             raise ModelError(f"no {GENERATION_CONFIG_FILE} or {MODEL_CONFIG_FILE} in the model folder",
                              where=str(folder))  # fmt: skip
@@ -202,16 +203,6 @@ _READERS = {
     "early_stopping": _early_stopping,
     "token_lists": _token_lists,
 }
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"cannot read {path.name}: {err}", where=str(path)) from err
-    if not isinstance(values, dict):
-        raise ModelError(f"{path.name} is not a JSON object", where=str(path))
-    return values
 
 
 @dataclass(frozen=True)

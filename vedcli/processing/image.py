@@ -34,7 +34,6 @@ every pixel) get exactly the reference's values.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vedcli.checkpoints.files import read_json
 from vedcli.errors import InputError, ModelError
 from vedcli.validate import check_image_size
 
@@ -597,12 +597,12 @@ def load_image_processor(folder: str | Path, image_size: int | tuple[int, int] |
     folder = Path(folder)
     nested = folder / NESTED_PROCESSOR_FILE
     if nested.is_file():
-        d = _read_json(nested)
-        if isinstance(d, dict) and isinstance(d.get("image_processor"), dict):
+        d = read_json(nested)
+        if isinstance(d.get("image_processor"), dict):
             return ImageProcessor(_config_from(d["image_processor"], image_size, nested))
     path = folder / PROCESSOR_FILE
     if path.is_file():
-        return ImageProcessor(_config_from(_read_json(path), image_size, path))
+        return ImageProcessor(_config_from(read_json(path), image_size, path))
     return ImageProcessor(ImageProcessorConfig.from_dict({}, image_size=image_size))
 
 
@@ -611,13 +611,6 @@ def _config_from(d: Any, image_size: int | tuple[int, int] | None, path: Path) -
         return ImageProcessorConfig.from_dict(d, image_size=image_size)
     except ModelError as e:
         raise ModelError(e.message, where=str(path)) from e
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"cannot read image processor config: {e}", where=str(path)) from e
 
 
 class ImageTooLarge(InputError):

@@ -29,6 +29,7 @@ from typing import Any
 import tokenizers
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
 
+from vedcli.checkpoints.files import read_json
 from vedcli.errors import ModelError
 from vedcli.processing.sentencepiece import SPM_CONTROL, SPM_USER_DEFINED, SentencePieceModel, read_sentencepiece_model
 from vedcli.processing.special_tokens import BERT, GPT2, ROBERTA
@@ -53,14 +54,9 @@ _CLEAN_UP_BPE = "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrup
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> Any:
-    """The parsed JSON file, or None if it does not exist."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"cannot parse {path.name}: {err}", where=str(path)) from err
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path` (read_json), or None if there is no such file."""
+    return read_json(path) if path.is_file() else None
 
 
 def _added_token(value: dict[str, Any], **overrides: Any) -> AddedToken:
@@ -105,8 +101,6 @@ class TokenizerSettings:
     @classmethod
     def from_folder(cls, folder: Path, tokenizer_json: dict[str, Any] | None) -> TokenizerSettings:
         config = _read_json(folder / CONFIG_FILE) or {}
-        if not isinstance(config, dict):
-            raise ModelError(f"{CONFIG_FILE} is not a JSON object", where=str(folder / CONFIG_FILE))
         try:
             return cls._merge(folder, dict(config), tokenizer_json)
         except (TypeError, ValueError, AttributeError, KeyError) as err:

@@ -23,7 +23,7 @@ from ..errors import OptionError, option
 
 MARKER = ".ved"
 KINDS = ("model", "run")
-# What ved writes into a model folder (save.py, training/state.py) and a run folder (training/trainer.py, log.py).
+# What ved writes into a model folder (save.py, training/state.py) and a run folder (training/setup.py, log.py).
 MODEL_FILES = frozenset(
     {
         "config.json",

@@ -20,6 +20,7 @@ WORKERS=${WORKERS:-$(nproc)}
 STEPS=${STEPS:-100000}
 LR=${LR:-1e-3}
 BATCH=${BATCH:-32}
+WARMUP=${WARMUP:-1000}
 CTC=${CTC:-0.3}  # weight of the auxiliary CTC loss on the encoder (a training-only head)
 FROM=${FROM:-}
 mkdir -p "$RUN"
@@ -55,7 +56,7 @@ if [ -d "$run/last" ]; then
   nice "$VED" train --output "$run" --resume "${common[@]}" 2>&1 | tee -a "$RUN/train-$STAGE.log"
 else
   nice "$VED" train --model "$model" --data "$data" --val-data "$RUN/val" --output "$run" "${common[@]}" \
-    --max-steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --warmup-steps 1000 --schedule cosine \
+    --max-steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --warmup-steps "$WARMUP" --schedule cosine \
     --weight-decay 0.01 --ctc-weight "$CTC" --eval-every 1000 --save-every 250 --log-every 50 --metric cer --samples 3 \
     2>&1 | tee -a "$RUN/train-$STAGE.log"
 fi

@@ -30,6 +30,7 @@ from vedcli.commands import inputs as inputs_module
 from vedcli.commands.caption import Listing
 from vedcli.commands.inputs import iter_inputs
 from vedcli.generation import pipeline as pipeline_module
+from vedcli.generation.options import DecodingOptions
 
 SUMMARY = re.compile(r"done (\d+), skipped (\d+), failed (\d+), [\d.e+]+ images/s, wall time [\d.]+ s")
 
@@ -384,3 +385,51 @@ def test_a_run_goes_on_with_another_number_of_processes(tiny, tmp_path, capsys):
     done = torchrun_caption(folder, model, tmp_path, "-o", str(out), "--max-new-tokens", "4", "--resume")
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == expected
+
+
+# --- data loading ----------------------------------------------------------------------------------------------------
+
+
+def test_reader_threads_hand_the_model_its_pixel_values(tiny, tmp_path):
+    """The reading threads make the processor's pixel values; the pipeline takes them as they are, and gives what it
+    gives for the images themselves."""
+    from vedcli.commands.caption import _Reader
+    from vedcli.commands.inputs import InputItem
+
+    pipeline = pipeline_module.Pipeline.load(tiny("vit", "gpt2"))
+    files = sorted(images(tmp_path / "in", 3).iterdir())
+    rows = [_Reader(None, pipeline.processor)(InputItem(str(f))) for f in files]
+    assert all(row[1].shape == (3, *pipeline.processor.config.output_size()) for row in rows)
+    options = DecodingOptions(max_new_tokens=4)
+    from_pixels = pipeline.run([row[1] for row in rows], options)
+    from_images = pipeline.run([Image.open(f) for f in files], options)
+    assert [[(h.text, h.score) for h in hyps] for hyps in from_pixels] == [
+        [(h.text, h.score) for h in hyps] for hyps in from_images
+    ]
+
+
+@pytest.mark.cuda
+def test_a_batch_reaches_the_gpu_from_pinned_memory(tiny, tmp_path, monkeypatch):
+    import torch
+
+    from vedcli.commands.caption import _Reader
+    from vedcli.commands.inputs import InputItem
+
+    pinned = []
+    real = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        if kwargs.get("non_blocking"):
+            pinned.append(self.is_pinned())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    files = sorted(images(tmp_path / "in", 3).iterdir())
+    options = DecodingOptions(max_new_tokens=4)
+    results = {}
+    for device in ("cpu", "cuda"):
+        pipeline = pipeline_module.Pipeline.load(tiny("vit", "gpt2"), device=device)
+        rows = [_Reader(None, pipeline.processor)(InputItem(str(f))) for f in files]
+        results[device] = [hyps[0].text for hyps in pipeline.run([row[1] for row in rows], options)]
+    assert pinned and all(pinned)
+    assert results["cuda"] == results["cpu"]

@@ -4,7 +4,8 @@ error rows written as each batch completes, a progress bar on a terminal.
 What can be checked without the model comes first (flags, inputs), then the model folder is found (a missing model is
 reported before torch is imported), then the model loads (a status line on a terminal). Images are decoded by a few
 threads ahead of the model, as many as fit in READ_AHEAD_BYTES (at least one), each shrunk right after decoding to
-what the model's processor needs (image.open_image), so big images do not pile up in memory.
+what the model's processor needs (image.open_image), so big images do not pile up in memory, and turned into the
+processor's pixel values by the same thread (benchmarks/loading.py: threads beat worker processes here).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from .shards import Group, Shard
 from .sinks import Write
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from ..generation.options import DecodingOptions
     from ..processing.image import ImageProcessor
 
@@ -300,12 +303,14 @@ def _no_inputs(args: list[str]) -> OptionError:
     return OptionError("no inputs: give image files, folders, or - to read paths from stdin", where="INPUT")
 
 
-Row = tuple[InputItem, Image.Image | None, InputError | None]  # an input with its image, or with its error
-Numbered = tuple[int, InputItem, Image.Image | None, InputError | None]  # and its number in the whole list
+Row = tuple[InputItem, "Image.Image | Tensor | None", InputError | None]  # an input with its image (or its pixel
+# values), or with its error
+Numbered = tuple[int, InputItem, "Image.Image | Tensor | None", InputError | None]  # and its number in the list
 
 
 class _Reader:
-    """Reads one input as an image for the pipeline's processor, within the pixel limit."""
+    """Reads one input within the pixel limit: as the pipeline's processor's pixel values (3, H, W), or, without a
+    processor, as a PIL image."""
 
     def __init__(self, max_pixels: int | None, processor: ImageProcessor | None):
         from ..processing.image import MAX_PIXELS
@@ -326,7 +331,10 @@ class _Reader:
         if item.error is not None:
             return item, None, item.error
         try:
-            return item, open_image(item.path, self.max_pixels, self.processor), None
+            image = open_image(item.path, self.max_pixels, self.processor)
+            if self.processor is not None:  # its pixel values, made here in the reading thread, not the model's
+                return item, self.processor.process(image), None
+            return item, image, None
         except ImageTooLarge as error:
             message = f"{error.raw_message}; {option('max_pixels')} raises the limit"
             return item, None, InputError(message, error.raw_where)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..checkpoints.hub import resolve_model
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
     from ..model import VisionEncoderDecoder
@@ -51,15 +52,16 @@ class Pipeline:
         """Options merged with the checkpoint's defaults and validated (OptionError names the option)."""
         return options.resolve(self.model.generation_config)
 
-    def run(self, images: list[Image.Image], options: DecodingOptions) -> list[list[Hypothesis]]:
-        """One list of `num_return_sequences` hypotheses per image, best first."""
+    def run(self, images: list[Image.Image] | list[torch.Tensor], options: DecodingOptions) -> list[list[Hypothesis]]:
+        """One list of `num_return_sequences` hypotheses per image, best first. `images`: PIL images, or their pixel
+        values as `self.processor.process` makes them (prepared ahead, e.g. by the threads that decode them)."""
         import torch
 
         from .decoding import generate
         from .defaults import SpecialTokens
 
         resolved = self.resolve(options)
-        pixels = self.processor(images)
+        pixels = _on_device(images, self.processor, self.model.device)
         with torch.inference_mode():
             out = generate(self.model, pixels, resolved, self.model.generation_config)
         texts = self.tokenizer.batch_decode(out.sequences)
@@ -70,6 +72,21 @@ class Pipeline:
             for text, score, seq in zip(texts, out.scores, out.sequences, strict=True)
         ]
         return [hyps[i * per_image : (i + 1) * per_image] for i in range(len(images))]
+
+
+def _on_device(images: list, processor: ImageProcessor, device: torch.device) -> torch.Tensor:
+    """The batch's pixel values (B, 3, H, W), on `device`. For a GPU they are put together in pinned (page-locked)
+    memory and copied without blocking, so the copy overlaps the work queued before it."""
+    import torch
+
+    if not images or not isinstance(images[0], torch.Tensor):
+        pixels = processor(images)
+        return pixels.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else pixels
+    if device.type != "cuda":
+        return torch.stack(images)
+    pinned = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype, pin_memory=True)
+    torch.stack(images, out=pinned)
+    return pinned.to(device, non_blocking=True)
 
 
 def _content(sequence: list[int], eos: set[int]) -> list[int]:

@@ -133,6 +133,26 @@ def test_pages_with_several_rows_resume_whole(monkeypatch, tmp_path, capsys):
         assert out.read_bytes() == data, cut
 
 
+@pytest.mark.skipif(not Path(FONT).exists(), reason="DejaVu fonts not installed")
+def test_ocr_pages_to_an_output_dir_are_whole_documents(monkeypatch, tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    monkeypatch.setattr(pipeline_module, "Pipeline", FakeLineReader)
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    for i in range(2):
+        page = Image.new("RGB", (900, 200), "white")
+        ImageDraw.Draw(page).text(
+            (60, 60), "The quick brown fox" * (i + 1), fill="black", font=ImageFont.truetype(FONT, 28)
+        )
+        page.save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    assert ved(capsys, "ocr", folder, "--layout", "page", "--output-dir", out, "--format", "hocr")[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["0.hocr", "1.hocr"]
+    for name in ("0.hocr", "1.hocr"):
+        assert "ocr_page" in ET.tostring(ET.parse(out / name).getroot(), encoding="unicode")
+
+
 # --- errors, existing outputs -----------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
@@ -256,7 +257,7 @@ class Listing:
 
     def __init__(self, items: Iterator[InputItem]):
         self.items = items
-        self.head: list[InputItem] = []
+        self.head: deque[InputItem] = deque()
 
     def peek(self, n: int | None) -> list[InputItem]:
         while n is None or len(self.head) < n:
@@ -264,11 +265,11 @@ class Listing:
             if item is None:
                 break
             self.head.append(item)
-        return self.head[:n] if n is not None else list(self.head)
+        return list(islice(self.head, n))
 
     def __iter__(self) -> Iterator[InputItem]:
         while self.head:
-            yield self.head.pop(0)
+            yield self.head.popleft()
         yield from self.items
 
 

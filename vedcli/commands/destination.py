@@ -22,7 +22,7 @@ from ..errors import InputError, OptionError, option
 from .inputs import InputItem
 from .outdir import ERROR, EXTENSIONS, DirSink, Names, check_folder
 from .output import encodable
-from .resume import RESUMABLE, Done, OutputScan, check_existing_output
+from .resume import Done, OutputScan, check_existing_output
 from .shards import Group, Shard, merge, new_part, part_files, read_part, remove_parts
 from .sinks import NewWriter, PartSink, Sink, StreamSink, header_of
 
@@ -85,9 +85,6 @@ class Destination:
         if to_file:
             assert output is not None
             plan.existing, plan.leftover = group.agree(plan._check_file)
-            if plan.existing and resume and fmt not in RESUMABLE:
-                raise OptionError(f"{option('resume')} reads jsonl, csv or tsv results, not {fmt}",
-                                  option("resume"))  # fmt: skip
             use_parts = shard.several or (resume and (plan.leftover or retry_failed))
             plan.mode = "parts" if use_parts else "append" if resume and plan.existing else "stream"
         return plan

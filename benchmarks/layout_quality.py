@@ -9,6 +9,8 @@ seconds per page, by kind of page:
 Boxes are compared on the upright page: each found line's corners are taken back through the page's curl and
 perspective/rotation (both known), so skew is not counted against a box. Reading order: the share of consecutive
 matched lines (in the order found) whose true order is increasing, and the share of pages with no pair out of order.
+"Recall (legible)" leaves out the lines of binarised scans whose threshold kept less than half of their strokes
+(make_pages.py's `legible`: dust that neither a person nor tesseract reads); the plain recall counts every line.
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ def score(truth: dict, layout) -> dict:
     pairs = match(found, true)
     seq = [t for _, t in pairs]  # true indices in found order
     in_order = sum(b > a for a, b in zip(seq, seq[1:], strict=False))
+    legible = [i for i, line in enumerate(truth["lines"]) if line.get("legible", True)]
     return {
         "true": len(true),
         "found": len(found),
         "matched": len(pairs),
+        "legible": len(legible),
+        "legible_matched": len(set(legible) & set(seq)),
         "pairs": max(len(seq) - 1, 0),
         "in_order": in_order,
         "missed": sorted(set(range(len(true))) - set(seq)),
@@ -129,7 +134,7 @@ def main() -> None:
             r["pages"] += 1
             r["seconds"] += seconds
             r["mpx"] += image.width * image.height / 1e6
-            for key in ("true", "found", "matched", "pairs", "in_order"):
+            for key in ("true", "found", "matched", "pairs", "in_order", "legible", "legible_matched"):
                 r[key] += s[key]
             r["pages_in_order"] += s["in_order"] == s["pairs"]
         miss = s["true"] - s["matched"]
@@ -148,13 +153,15 @@ def main() -> None:
             (Path(args.debug) / f"{name}.txt").write_text(
                 "\n".join(f"missed {i}: {truth['lines'][i]['box']} {truth['lines'][i]['text']}" for i in s["missed"])
             )
-    print("| pages | n | recall | precision | order (pairs) | pages in order | s/page | MPx/page |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| pages | n | recall | recall (legible) | precision | order (pairs) | pages in order | s/page | MPx/page |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     out = {}
     for k, r in rows.items():
         fig = {
             "pages": int(r["pages"]),
             "recall": r["matched"] / max(r["true"], 1),
+            "recall_legible": r["legible_matched"] / max(r["legible"], 1),
+            "illegible_lines": int(r["true"] - r["legible"]),
             "precision": r["matched"] / max(r["found"], 1),
             "order": r["in_order"] / max(r["pairs"], 1),
             "pages_in_order": r["pages_in_order"] / r["pages"],
@@ -163,7 +170,8 @@ def main() -> None:
         }
         out[k] = fig
         print(
-            f"| {k} | {fig['pages']} | {fig['recall']:.2%} | {fig['precision']:.2%} | {fig['order']:.2%} |"
+            f"| {k} | {fig['pages']} | {fig['recall']:.2%} | {fig['recall_legible']:.2%} | {fig['precision']:.2%} |"
+            f" {fig['order']:.2%} |"
             f" {fig['pages_in_order']:.0%} | {fig['seconds_per_page']:.2f} | {fig['mpx_per_page']:.1f} |"
         )
     if args.json:

@@ -106,6 +106,37 @@ def test_skew_is_recovered(skew):
 
 
 @needs_font
+@pytest.mark.parametrize("seed", [2, 3])
+def test_justified_monospace_lines_are_not_cut_at_their_word_spaces(seed):
+    mono = str(Path(FONT).with_name("DejaVuSansMono.ttf"))
+    image, truth = page(seed=seed, columns=2, justified=True, font=mono, width=1000)
+    # the wide, alike spaces of justified monospace text line up for a few lines: no gutter, lines stay whole
+    assert matched(truth, find_lines(image)) == list(range(len(truth["lines"])))
+
+
+@needs_font
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_grainy_table_round_a_photographed_page_gives_no_lines(seed):
+    image, truth = page(seed=seed, columns=2)
+    rng = np.random.default_rng(seed)
+    w, h = image.size
+    m = 90  # the table shows round the page, mid-grey and grainy (lighter than 25% of the paper)
+    photo = rng.normal(95, 12, (h + 2 * m, w + 2 * m))
+    photo[m : m + h, m : m + w] = np.asarray(image, dtype=np.float64) * 0.85 + rng.normal(0, 3, (h, w))
+    layout = find_lines(Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)))
+    moved = np.array([[1, 0, m], [0, 1, m], [0, 0, 1.0]]) @ np.array(truth["homography"])
+    assert matched({**truth, "homography": moved.tolist()}, layout) == list(range(len(truth["lines"])))
+
+
+@needs_font
+def test_binarised_pages_say_how_much_of_each_line_survived():
+    _, truth = page(seed=1, columns=1, binarise=True)
+    assert all(0.5 <= line["survival"] <= 1 and line["legible"] for line in truth["lines"])
+    _, grey = page(seed=1, columns=1, binarise=False)
+    assert all("survival" not in line and "legible" not in line for line in grey["lines"])
+
+
+@needs_font
 def test_cut_line_straightens_a_skewed_line():
     image, truth = page(seed=2, columns=1, skew=7.0)
     layout = find_lines(image)

@@ -10,7 +10,9 @@ perspective, curl, uneven light with a shadow, dark margins of the table around 
 
 The truth (`.json`): `size`, `homography` (3x3, upright page -> image), `lines` in reading order (columns left to
 right, lines top to bottom) each with `text`, `box` (x0, y0, x1, y1 on the upright page), `quad` (its four corners in
-the image, clockwise from top-left), `block`, `size` (font px); `kind` and the options drawn.
+the image, clockwise from top-left), `block`, `size` (font px), and on a binarised scan `survival` (the share of the
+line's stroke pixels the threshold kept) and `legible` (survival >= LEGIBLE: below it the line is dust that neither a
+person nor tesseract reads); `kind` and the options drawn.
 Fonts and text come from recipes/printed (`render.find_fonts`, `corpus.build_corpus`), as make_lines.py uses them.
 """
 
@@ -31,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "printed"))
 
 from corpus import LineSampler, build_corpus  # noqa: E402
 from render import _missing, find_fonts  # noqa: E402
+
+LEGIBLE = 0.5  # a binarised line whose threshold kept less of its strokes than this is dust, not text
 
 FALLBACK_FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"]
 
@@ -56,6 +60,7 @@ class Options:
     inverted: bool | None = None
     justified: bool | None = None
     photo: bool | None = None  # photographed (else scanned)
+    binarise: bool | None = None  # a scan put through a hard threshold (drawn: 30% of scans)
     skew: float | None = None  # degrees, + counter-clockwise
     body_size: int | None = None  # font px
     font: str | None = None  # font file for all text
@@ -316,7 +321,7 @@ def _apply(hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def _degrade(
-    rng: np.random.Generator, canvas: Image.Image, photo: bool, skew: float
+    rng: np.random.Generator, canvas: Image.Image, photo: bool, skew: float, binarise: bool | None = None
 ) -> tuple[Image.Image, np.ndarray, dict]:
     W, H = canvas.size
     corners = np.array([[0, 0], [W, 0], [W, H], [0, H]], dtype=np.float64)
@@ -377,11 +382,24 @@ def _degrade(
         image = Image.open(io.BytesIO(buffer.getvalue()))
         image.load()
     else:
+        clean = arr < 0.5  # the strokes before the scanner's noise and threshold
         arr = arr + rng.normal(0, rng.uniform(0, 0.06), arr.shape)
-        if rng.random() < 0.3:
+        if (rng.random() < 0.3) if binarise is None else binarise:
             arr = (arr > rng.uniform(0.4, 0.6)).astype(np.float32)
+            info["binarised"] = True
+            info["_strokes"] = (clean, arr < 0.5)
         image = Image.fromarray((arr.clip(0, 1) * 255).astype(np.uint8))
     return image, hm, info
+
+
+def _survival(strokes: tuple[np.ndarray, np.ndarray], quad: np.ndarray) -> float:
+    """Share of a line's stroke pixels (inside its quad's box) that the threshold kept."""
+    clean, kept = strokes
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+    box = (slice(max(0, y0), max(0, y1)), slice(max(0, x0), max(0, x1)))
+    total = int(clean[box].sum())
+    return float((clean[box] & kept[box]).sum() / total) if total else 1.0
 
 
 def make_page(
@@ -397,7 +415,8 @@ def make_page(
     skew = float(
         _pick(opts.skew, lambda: rng.uniform(-10, 10) if (photo or rng.random() < 0.3) else rng.normal(0, 0.7))
     )
-    image, hm, info = _degrade(rng, canvas, photo, skew)
+    image, hm, info = _degrade(rng, canvas, photo, skew, opts.binarise)
+    strokes = info.pop("_strokes", None)
     for line in lines:
         x0, y0, x1, y1 = line["box"]
         quad = _apply(hm, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float))
@@ -405,6 +424,9 @@ def make_page(
             c = info["curl"]
             quad[:, 1] += c["amp"] * np.sin(np.pi * quad[:, 0] / c["width"] + c["phase"])
         line["quad"] = np.round(quad, 1).tolist()
+        if strokes is not None:  # a binarised scan: how much of the line's strokes the threshold kept
+            line["survival"] = round(_survival(strokes, quad), 3)
+            line["legible"] = line["survival"] >= LEGIBLE
     truth = {
         "size": list(image.size),
         "homography": hm.tolist(),

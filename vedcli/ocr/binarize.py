@@ -9,7 +9,8 @@ stays a few passes over the pixels whatever the page holds:
   blank cells whose grey matches their dark background, mark the regions to invert (per region, not per page);
 - the background is the 90th percentile per cell, closed over 3 x 3 cells (a bold stroke wider than a cell does not
   darken it) and spread smoothly over the pixels; dividing by it removes shading and vignetting; where it is too
-  dark to be paper (under 25% of the page's paper: the table round a photographed page) nothing is ink;
+  dark to be paper (under 25% of the page's paper: the table round a photographed page), and in cells that are
+  dim, flat and reach the image's border (a lighter table: `table_cells`), nothing is ink;
 - Sauvola's threshold `mean * (1 + k * (std / 128 - 1))` over a window of about one cell, with local statistics
   taken on blocks of a tenth of the window (the threshold is one value per block); pixels below 45% of the paper
   are ink whatever the window says (the inside of strokes wider than the window).
@@ -197,6 +198,32 @@ def _boxes_only(inv: np.ndarray, min_cells: int = 4) -> np.ndarray:
     return comps.mask(inv.shape, ok)
 
 
+BORDER = 0.12  # the table round a photographed page lies within this share of the image's sides
+
+
+def table_cells(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, paper: float) -> np.ndarray:
+    """(ny, nx) bool: the table round a photographed page, when it is not much darker than the paper: cells dimmer
+    than 60% of the paper (`paper`: its brightness) and flat (their 10th and 90th percentiles within 15%, or grain
+    spread evenly round the median, within 10% of the paper's brightness each way: no ink, so no text is lost, and
+    a shadow over text stops the region), near the image's sides (within BORDER of them: a
+    dim picture inside the page is not table) and connected to its border."""
+    from .components import label
+
+    spread = p90 - p10
+    noise = (p50 - p10 < 0.1 * paper) & (p90 - p50 < 0.1 * paper)  # grain spread evenly round its middle
+    flat = (p90 < 0.6 * paper) & ((spread < 0.15 * p90) | noise)
+    ny, nx = flat.shape
+    ry, rx = max(1, round(BORDER * ny)), max(1, round(BORDER * nx))
+    ring = np.ones_like(flat)
+    ring[ry:-ry, rx:-rx] = False
+    flat &= ring
+    if not flat.any():
+        return flat
+    comps = label(flat)
+    border = (comps.x0 == 0) | (comps.y0 == 0) | (comps.x1 == nx) | (comps.y1 == ny)
+    return comps.mask(flat.shape, border)
+
+
 def background(p: np.ndarray, cell: int) -> np.ndarray:
     """(ny, nx) paper brightness per cell: the 90th percentile, closed over 3 x 3 cells."""
     p90 = cell_percentiles(p, cell, (90,))[0]
@@ -242,7 +269,15 @@ def ink(image: Image.Image | np.ndarray, k: float = 0.2, r: float = 128.0) -> In
     # back to the page's own grey: ink where p < threshold
     flat_t = np.maximum(mean * (1 + k * (std / r - 1)), 0.45 * 255.0)
     # too dark to be paper (the table round a photographed page): dividing would only amplify its noise
-    paper = bg >= 0.25 * float(np.percentile(bg, 95))
+    level = float(np.percentile(bg, 95))
+    paper = bg >= 0.25 * level
+    if inverted.any():  # the table is judged on the page as turned round (a dark screen is no table)
+        p10, p50, p90 = cell_percentiles(p, cell)
+    table = table_cells(p10, p50, p90, level)
+    if table.any():  # a lighter table round the page: no ink either, and what touches it is the page's edge
+        rows = np.minimum(np.arange(hs) * step // cell, table.shape[0] - 1)
+        cols = np.minimum(np.arange(ws) * step // cell, table.shape[1] - 1)
+        paper &= ~table[rows][:, cols]
     threshold = np.where(paper, np.minimum(flat_t, 255.0) * bg / 255.0, -1.0).astype(np.float32)
     mask = (blocks < threshold[:, None, :, None]).reshape(hs * step, ws * step)[:H, :W]
     return Ink(mask, inverted, regions, tone, cell, paper, step)

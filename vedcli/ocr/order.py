@@ -14,8 +14,10 @@ not overlap the next line's even where ascenders and descenders do). In a region
 3. what cannot be cut is an *area* (a column, or a run of full-width lines): its bands are its lines.
 
 A gutter of only two bands must be `3 h` wide, and the text right of a gutter must start at one edge (band to band
-within h, in most bands), so the word spaces of justified text that happen to line up do not split lines; a single
-band (a line with a wide gap) is never cut.
+within h, in most bands), so the word spaces of justified text that happen to line up do not split lines; a gutter
+of three bands or fewer must also be the outstanding space of each of its bands (no other space in them three
+quarters as wide: the spaces of a justified or monospace line are alike); a single band (a line with a wide gap) is
+never cut.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+SHORT_GUTTER = 3  # bands: a gutter this short must also be its bands' widest space by far
 
 
 def _bands(idx: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> list[np.ndarray]:
@@ -124,7 +128,25 @@ def _split(ch: _Chain, bands, x0, x1, h) -> tuple[list[int], list[int]] | None:
     steps = np.abs(np.diff(starts))
     if steps.size >= 2 and np.mean(steps <= h) < 0.6:
         return None
+    # a short gutter (a few bands: little evidence of alignment) must be its bands' outstanding space: the word
+    # spaces of justified (or monospace) text are as wide as each other, so one of them is no gutter
+    if n <= SHORT_GUTTER:
+        for band, (s, e) in zip(bands[ch.first : ch.first + n], ch.free, strict=False):
+            rivals = [b - a for a, b in _gaps(band, x0, x1) if b <= s or a >= e]  # the band's other spaces
+            if any(r >= 0.75 * (e - s) for r in rivals):
+                return None
     return left, right
+
+
+def _gaps(band: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> list[tuple[float, float]]:
+    """The spaces between a band's pieces, left to right."""
+    out = []
+    at = None
+    for i in band[np.argsort(x0[band])]:
+        if at is not None and x0[i] > at:
+            out.append((at, float(x0[i])))
+        at = float(x1[i]) if at is None else max(at, float(x1[i]))
+    return out
 
 
 def reading_order(x0: np.ndarray, x1: np.ndarray, c0: np.ndarray, c1: np.ndarray, h: float) -> list[list[np.ndarray]]:

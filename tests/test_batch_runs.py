@@ -41,7 +41,7 @@ class Fake:
     processor = None
 
     @classmethod
-    def load(cls, model, revision=None, device="auto", dtype=None):
+    def load(cls, model, revision=None, **settings):
         return cls()
 
     def resolve(self, options):
@@ -81,7 +81,12 @@ def inputs_with_a_bad_one(folder: Path, count: int = 6) -> Path:
 
 @pytest.mark.parametrize(
     "name, extra",
-    [("out.jsonl", []), ("out.csv", []), ("out.tsv", []), ("out.csv", ["--beams", "2", "--num-return-sequences", "2"])],
+    [
+        ("out.jsonl", []),
+        ("out.csv", []),
+        ("out.tsv", []),
+        *((name, ["--beams", "2", "--num-return-sequences", "2"]) for name in ("out.jsonl", "out.csv", "out.tsv")),
+    ],
 )
 def test_a_run_cut_at_any_byte_resumes_to_the_same_output(name, extra, fake, tmp_path, capsys):
     """Whatever a kill leaves (any prefix of the file: a record cut in the middle, a csv row cut inside a quoted
@@ -321,7 +326,7 @@ def kill_and_resume(folder: Path, model: Path, out: Path, tmp_path: Path, kills:
         process.communicate(timeout=60)
     last = start_caption(folder, model, tmp_path, "-o", str(out), "--resume", *extra)
     _stdout, stderr = last.communicate(timeout=240)
-    assert last.returncode == 0, stderr
+    assert last.returncode in (0, 1), stderr  # 1: the bad input was met by this last run
     return writing
 
 
@@ -343,9 +348,9 @@ def test_killed_runs_resume_to_the_uninterrupted_output(tiny, tmp_path, capsys):
 @pytest.mark.parametrize("name", ["out.jsonl", "out.tsv"])
 def test_twenty_kills_at_random_points(name, tiny, tmp_path, capsys):
     model = tiny("vit", "gpt2")
-    folder = images(tmp_path / "in", 150)
-    (folder / "0100b.png").write_text("broken")
-    extra = ("--max-new-tokens", "4", "--beams", "2", "--num-return-sequences", "2")
+    folder = images(tmp_path / "in", 60)
+    (folder / "0030b.png").write_text("broken")
+    extra = ("--max-new-tokens", "3", "--beams", "2", "--num-return-sequences", "2")
     out = tmp_path / name
     assert ved(capsys, "caption", folder, "--model", model, "--batch-size", 1, "-o", tmp_path / f"full-{name}",
                *extra)[0] == 1  # fmt: skip

@@ -202,11 +202,12 @@ BORDER = 0.12  # the table round a photographed page lies within this share of t
 
 
 def table_cells(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, paper: float) -> np.ndarray:
-    """(ny, nx) bool: the table round a photographed page, when it is not much darker than the paper: cells dimmer
-    than 60% of the paper (`paper`: its brightness) and flat (their 10th and 90th percentiles within 15%, or grain
-    spread evenly round the median, within 10% of the paper's brightness each way: no ink, so no text is lost, and
-    a shadow over text stops the region), near the image's sides (within BORDER of them: a
-    dim picture inside the page is not table) and connected to its border."""
+    """(ny, nx) bool: the table round a photographed page, when it is not much darker than the paper. Its cells are
+    dimmer than 60% of the paper (`paper`: its brightness) and flat (their 10th and 90th percentiles within 15%, or
+    grain spread evenly round the median, within 10% of the paper's brightness each way: no ink, so no text is lost,
+    and a shadow over text stops the region), near the image's sides (within BORDER of them: a dim picture inside the
+    page is not table) and connected to its border; and the page's edge is a step: most cells along the region
+    (not in it) are half as bright again as it (a shadow or vignetting on the paper darkens it gradually)."""
     from .components import label
 
     spread = p90 - p10
@@ -217,11 +218,17 @@ def table_cells(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, paper: float)
     ring = np.ones_like(flat)
     ring[ry:-ry, rx:-rx] = False
     flat &= ring
+    out = np.zeros_like(flat)
     if not flat.any():
-        return flat
+        return out
     comps = label(flat)
     border = (comps.x0 == 0) | (comps.y0 == 0) | (comps.x1 == nx) | (comps.y1 == ny)
-    return comps.mask(flat.shape, border)
+    for k in np.flatnonzero(border):
+        region = comps.mask(flat.shape, np.arange(comps.n) == k)
+        beside = (_shifted(region.astype(np.float32), np.maximum) > 0) & ~flat
+        if beside.any() and np.mean(p90[beside] >= 1.5 * np.median(p90[region])) >= 0.5:
+            out |= region
+    return out
 
 
 def background(p: np.ndarray, cell: int) -> np.ndarray:

@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: install test test-slow lint demo bench ocr-quality reader-fonts reader clean
+.PHONY: install test test-slow lint demo bench ocr-quality page-quality reader-fonts reader clean
 
 install: .stamp-install
 
@@ -54,6 +54,14 @@ OCR_DATA  ?= ../shared/data/uw3-dev
 ocr-quality: install
 	mkdir -p out
 	$(BIN)/python benchmarks/ocr_quality.py --model $(OCR_MODEL) --data $(OCR_DATA) --json out/ocr-quality.json
+
+# Page OCR (`ved ocr --layout page`: line finding, then the reader, or PAGE_MODEL=folder) beside tesseract on the same
+# pages with the same threads: page CER/WER, line-finding recall, seconds per page, on synthetic pages, real scanned
+# lines set as pages and scikit-image's photographed page (benchmarks/page_quality.py; out/page-quality.json).
+PAGE_MODEL ?= printed
+page-quality: install
+	mkdir -p out
+	$(BIN)/python benchmarks/page_quality.py --model $(PAGE_MODEL) --lines $(OCR_DATA) --json out/page-quality.json
 
 # The built-in reader's recipe (recipes/printed/): the Debian font packages its synthetic lines are drawn with (and
 # tesseract, the reference of `make ocr-quality`), then a training run that continues where the last one stopped.

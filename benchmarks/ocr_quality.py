@@ -166,7 +166,8 @@ def run_ved(args: argparse.Namespace, lines: list[Line], variants: list[str]) ->
         reader.predictions[variant], _ = read(variant_images(lines, variant), max(args.batch_sizes))
         say(f"ved: read {len(lines)} {variant} lines")
     if one_by_one is not None:  # batching must not change what is read (padding, masks)
-        reader.batch_differences = sum(a != b for a, b in zip(one_by_one, reader.predictions["plain"], strict=True))
+        plain = reader.predictions["plain"][: len(one_by_one)]  # --timing-lines may time the first lines only
+        reader.batch_differences = sum(a != b for a, b in zip(one_by_one, plain, strict=True))
     return reader
 
 

@@ -47,6 +47,14 @@ elif [ ! -f "$model/config.json" ]; then
     --decoder-config decoder_ffn_dim=1024 --decoder-config max_position_embeddings=256
   # lines keep their aspect ratio: height 32, padded to 1280 wide (transformers' DonutImageProcessor does the same)
   cp "$here/preprocessor_config.json" "$model/preprocessor_config.json"
+  # lines run up to ~170 characters: without a length the reference's default (20 tokens in all) would cut them
+  "$BIN/python" - "$model/generation_config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+config = json.load(open(path))
+config["max_length"] = 256  # the decoder's max_position_embeddings
+json.dump(config, open(path, "w"), indent=2)
+PY
 fi
 
 # 3. train (or continue)

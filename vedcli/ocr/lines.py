@@ -109,9 +109,9 @@ def classify(comps: Components, h: float) -> tuple[np.ndarray, np.ndarray]:
 
 def segments(x0, y0, x1, y1, shape: tuple[int, int], h: float, gap: float = 1.2, shrink: float = 0.2) -> np.ndarray:
     """Piece id of every glyph: each glyph's box, its top and bottom fifth cut off (so lines whose ascenders and
-    descenders touch stay apart), stretched right by `gap` times its height, or the usual glyph height `h` for a
-    smaller one (the pieces of a glyph that a harsh threshold broke still reach the next); overlapping boxes are one
-    piece."""
+    descenders touch stay apart), stretched right by `gap` times its height, taken between the usual glyph height `h`
+    (the pieces of a glyph that a harsh threshold broke still reach the next) and 1.5 h (a bracket or a tall italic
+    at a column's end does not reach over a narrow gutter); overlapping boxes are one piece."""
     n = x0.size
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -121,7 +121,7 @@ def segments(x0, y0, x1, y1, shape: tuple[int, int], h: float, gap: float = 1.2,
     r0 = np.floor((y0 + shrink * hc) / d).astype(np.int64)
     r1 = np.maximum(np.ceil((y1 - shrink * hc) / d).astype(np.int64), r0 + 1)
     c0 = np.floor(x0 / d).astype(np.int64)
-    c1 = np.maximum(np.ceil((x1 + gap * np.maximum(hc, h)) / d).astype(np.int64), c0 + 1)
+    c1 = np.maximum(np.ceil((x1 + gap * np.clip(hc, h, 1.5 * h)) / d).astype(np.int64), c0 + 1)
     r1, c1 = np.minimum(r1, gh), np.minimum(c1, gw)
     canvas = Image.new("1", (gw, gh), 0)
     draw = ImageDraw.Draw(canvas)

@@ -378,6 +378,27 @@ def test_two_processes_give_the_one_process_output(tiny, tmp_path, capsys):
     assert SUMMARY.search(done.stderr).groups() == ("9", "0", "1")
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process below it (found through /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_run_goes_on_with_another_number_of_processes(tiny, tmp_path, capsys):
     """Killed under torchrun with two processes, then resumed alone; cut alone, then resumed with two."""
     model = tiny("vit", "gpt2")
@@ -397,7 +418,7 @@ def test_a_run_goes_on_with_another_number_of_processes(tiny, tmp_path, capsys):
         if written >= 6:
             break
         time.sleep(0.02)
-    os.killpg(launch.pid, signal.SIGKILL)
+    kill_tree(launch.pid)  # torchrun's workers too: they run in sessions of their own
     launch.wait(timeout=60)
     assert parts.exists() and not out.exists()
     code, err = ved(capsys, "caption", folder, "--model", model, "--batch-size", 1, "-o", out, "--max-new-tokens", 4,

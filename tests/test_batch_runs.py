@@ -363,6 +363,19 @@ def test_twenty_kills_at_random_points(name, tiny, tmp_path, capsys):
 # --- several processes -----------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def one_thread():
+    """The in-process runs on one thread, as torchrun's workers are (OMP_NUM_THREADS=1): the same float32 reduction
+    order on every CPU, so that scores agree to the last digit with the workers' however many cores the machine has."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_two_processes_give_the_one_process_output(tiny, tmp_path, capsys):
     model = tiny("vit", "gpt2")
     folder = images(tmp_path / "in", 9)
@@ -399,6 +412,7 @@ def kill_tree(pid: int) -> None:
             pass
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_a_run_goes_on_with_another_number_of_processes(tiny, tmp_path, capsys):
     """Killed under torchrun with two processes, then resumed alone; cut alone, then resumed with two."""
     model = tiny("vit", "gpt2")

@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: install test test-slow lint demo bench ocr-quality page-quality reader-fonts reader clean
+.PHONY: install test test-slow lint demo bench bench-onnx-deps ocr-quality page-quality reader-fonts reader clean
 
 install: .stamp-install
 
@@ -44,8 +44,17 @@ demo: install
 	$(BIN)/ved convert $(DEMO)/run/best -o $(DEMO)/reader-fp16 --dtype fp16
 	$(BIN)/ved ocr --model $(DEMO)/reader-fp16 --beams 4 $(DEMO)/lines/1.png
 
+# Speed and memory against transformers, side by side in one run (and ONNX Runtime once `make bench-onnx-deps` has
+# installed it): six workloads, CPU fp32, batch 8; BENCH_ARGS adds options (--variants int8 bf16, --workloads ...).
 bench: install
-	$(BIN)/python benchmarks/generate.py --model vit-gpt2 --batch 4 --beams 1 4
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+# optimum-onnx pins transformers < 4.58 (the tests' reference is 5.24), so it goes into a folder of its own that only
+# the benchmark's ONNX Runtime process reads (out/onnx-deps; torch and numpy come from the venv).
+ONNX_PACKAGES = onnxruntime==1.32.0 optimum-onnx==0.1.0 optimum==2.1.0 transformers==4.57.6 huggingface_hub==0.36.2 \
+  tokenizers==0.22.2 onnx==1.23.2 ml_dtypes==0.6.0 flatbuffers==25.12.19 requests certifi charset-normalizer urllib3
+bench-onnx-deps: install
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target out/onnx-deps $(ONNX_PACKAGES)
 
 # CER, WER and seconds per line of the built-in reader (or OCR_MODEL=folder) on real scanned lines, beside tesseract
 # on the same lines (benchmarks/ocr_quality.py; a few minutes on 2 CPUs). The figures also go to out/ocr-quality.json.

@@ -191,9 +191,13 @@ DAMAGE = {
     "no weights": ("model.safetensors", lambda p: p.unlink(), "model.safetensors is missing"),
     "truncated weights": ("model.safetensors", _truncate, "model.safetensors is "),
     "weights not safetensors": ("model.safetensors", lambda p: p.write_bytes(b"\x00" * 64), "not a safetensors file"),
-    "bad config": ("config.json", lambda p: p.write_text("{not json"), "config.json is not valid JSON"),
+    "bad config": ("config.json", lambda p: p.write_text("{not json"), "config.json: invalid JSON"),
     "no processor": ("preprocessor_config.json", lambda p: p.unlink(), "preprocessor_config.json is missing"),
-    "generation not an object": ("generation_config.json", lambda p: p.write_text("[]"), "not hold a JSON object"),
+    "generation not an object": (
+        "generation_config.json",
+        lambda p: p.write_text("[]"),
+        "generation_config.json: expected a JSON object",
+    ),
     "no tokenizer": (None, None, "no tokenizer file"),
 }
 

@@ -520,8 +520,12 @@ def test_processor_list_matches_reference(models, monkeypatch, kwargs):
         (dict(repetition_penalty=0.0), "--repetition-penalty", "--repetition-penalty must be > 0"),
         (dict(no_repeat_ngram_size=-2), "--no-repeat-ngram-size", "--no-repeat-ngram-size must be >= 0"),
         (dict(length_penalty=2.0), "--length-penalty", "--length-penalty needs --beams"),
-        (dict(num_beams=2, early_stopping="sometimes"), "--early-stopping", "--early-stopping must be"),
-        (dict(bad_words_ids=((),)), "--bad-words-ids", "bad word"),
+        (
+            dict(num_beams=2, early_stopping="sometimes"),
+            "generation_config.json early_stopping",
+            "generation_config.json early_stopping must be",
+        ),
+        (dict(bad_words_ids=((),)), "generation_config.json bad_words_ids", "bad word"),
     ],
 )
 def test_option_errors_name_the_flag(options, flag, message):

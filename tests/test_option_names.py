@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vedcli"
 CLI_MODULES = {PACKAGE / "cli.py"}  # where flags are spelled: the table, the typer options and their help
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 NOT_VEDS = {"--nproc_per_node"}  # torchrun's
-NO_FLAG_SETS_IT = {"--early-stopping", "--bad-words-ids"}  # set by a checkpoint's generation config only
+NO_FLAG_SETS_IT = {"generation_config.json early_stopping", "generation_config.json bad_words_ids"}  # a checkpoint's
 
 
 def _docstrings(tree: ast.AST) -> set[int]:

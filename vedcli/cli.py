@@ -62,7 +62,6 @@ _FLAG_LIKE_NAME = (
     *("no_repeat_ngram_size", "repetition_penalty", "length_penalty", "num_return_sequences", "batch_size"),
     *("max_pixels", "device", "dtype", "format", "output", "layout", "debug_layout"),
     *("output_dir", "retry_failed", "fail_fast"),  # batch runs (resume, force: below)
-    *("early_stopping", "bad_words_ids"),  # set by a checkpoint's generation config, never by a flag of ved's
     # convert, compose
     *("max_shard_size", "force", "tokenizer", "revision_encoder", "revision_decoder"),
     # train
@@ -70,7 +69,13 @@ _FLAG_LIKE_NAME = (
     *("weight_decay", "clip_norm", "label_smoothing", "ctc_weight", "freeze_encoder", "workers", "eval_every"),
     *("save_every", "log_every", "metric", "samples", "max_target_length", "skip_bad", "resume"),
 )
-FLAGS: dict[str, str] = {**{name: "--" + name.replace("_", "-") for name in _FLAG_LIKE_NAME}, **_FLAG_OF}
+# Options no flag of ved's sets: only a checkpoint's generation_config.json does, so a message names the field there.
+_SET_BY_CHECKPOINT = ("early_stopping", "bad_words_ids")
+FLAGS: dict[str, str] = {
+    **{name: "--" + name.replace("_", "-") for name in _FLAG_LIKE_NAME},
+    **_FLAG_OF,
+    **{name: f"generation_config.json {name}" for name in _SET_BY_CHECKPOINT},
+}
 
 
 def flag_of(name: str) -> str:

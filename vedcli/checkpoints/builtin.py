@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 
 from ..errors import ModelError, option
+from .files import read_json
 
 # name -> what it is; each is a folder of the same name under ROOT
 BUILTIN_MODELS = {"printed": "a reader of single lines of printed text"}
@@ -72,12 +73,11 @@ def _check_file(name: str, path: Path) -> None:
 
 
 def _check_json(name: str, path: Path) -> None:
+    """The file holds a JSON object (files.read_json's check), reported as damage to the built-in model."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _damaged(name, f"{path.name} is not valid JSON ({error})", path) from None
-    if not isinstance(data, dict):
-        raise _damaged(name, f"{path.name} does not hold a JSON object", path)
+        read_json(path)
+    except ModelError as error:
+        raise _damaged(name, f"{path.name}: {error.message}", path) from None
 
 
 def _check_safetensors(name: str, path: Path) -> None:

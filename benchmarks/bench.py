@@ -12,7 +12,10 @@ Runs alternate between the two (ref, ved, ved, ref, ...) and each figure is the 
 
 - the machine's matmul peak, measured (fp32 and bf16 GFLOP/s of a square matmul), and the FLOPs one image takes,
   counted by torch's FlopCounterMode on ved's run (attention included), so `% of floor` = (FLOPs / peak) / time;
-- peak RSS of each, each measured in a fresh process that loads the model and generates once (ru_maxrss);
+- the memory read bandwidth, measured (GB/s of a sum over 1 GB), and a floor that counts what decoding at a small
+  batch is bound by: the encoder's FLOPs at the matmul peak plus the bytes decoding must read (every decoder weight
+  once per step for the whole batch, each image's cross-attention keys and values once per step) at that bandwidth;
+- peak RSS of each, each measured in a fresh process that loads the model and generates once (VmHWM);
 - whether the ids are identical to the reference's;
 - ONNX Runtime: optimum's export of the same checkpoint, run by optimum's ORTModelForVision2Seq in a child process.
   optimum-onnx needs transformers < 4.58, so it lives apart from the venv (`make bench-onnx-deps` installs it into
@@ -227,6 +230,35 @@ def matmul_peak(dtype_name: str, n: int, seconds: float) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def read_bandwidth(megabytes: int, seconds: float) -> float:
+    """GB/s at which this machine's threads read memory: the best of repeated sums over a buffer much larger than
+    any cache (a decoding step at a small batch streams every decoder weight once, at about this speed)."""
+    import torch
+
+    x = torch.ones(megabytes * 2**20 // 4)
+    x.sum()
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        start = time.perf_counter()
+        x.sum()
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return x.numel() * 4 / best / 1e9
+
+
+def decode_bytes(model, px, kw: dict) -> float:
+    """Bytes one image's decoding must read at the least: every decoder weight once per step (shared by the batch)
+    and the image's cross-attention keys and values once per step (shared by its beams)."""
+    import torch
+
+    steps = kw["max_new_tokens"]
+    weights = sum(p.numel() * p.element_size() for p in model.decoder.parameters())
+    with torch.inference_mode():
+        cache = model.new_cache(model.encode(px[:1]), group=1, max_len=2)
+    cross = sum(t.numel() * t.element_size() for pair in cache.cross for t in pair)
+    return steps * (weights / px.shape[0] + cross)
+
+
 def count_flops(fn) -> int:
     """FLOPs of `fn()` as torch's FlopCounterMode counts them, with the CPU's fused attention kernel counted too."""
     import torch
@@ -269,6 +301,20 @@ def child(kind: str, workload: Workload, args: argparse.Namespace, extra: list[s
     return json.loads(lines[-1])
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since it started. Linux keeps ru_maxrss across exec, so a child forked
+    from a big parent would report the parent's size; VmHWM (of this program's own address space) starts afresh."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    unit = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
+
+
 def run_child(kind: str, args: argparse.Namespace) -> None:
     """In the child: load, generate once (ONNX: also time it), print peak RSS (and ids / time) as JSON."""
     import numpy as np
@@ -286,7 +332,7 @@ def run_child(kind: str, args: argparse.Namespace) -> None:
         model = load_ved(folder) if kind == "ved" else load_reference(folder)
         with torch.inference_mode():
             model.generate(px, **kw)
-    answer["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    answer["rss_mib"] = peak_rss_mib()
     if "ids" in answer:
         np.save(args.cache / f"{workload.model}-onnx-ids.npy", answer.pop("ids"))
     print(json.dumps(answer))
@@ -392,6 +438,8 @@ def timings(row: dict, folder: Path, px, kw: dict, args: argparse.Namespace):
             fns[name] = lambda model=model: model.generate(px, **kw)
         seconds = timed_interleaved(fns, args.repeats)
         row["flops"] = count_flops(lambda: ved.generate(px, **kw)) / args.batch
+        row["encoder_flops"] = count_flops(lambda: ved.encode(px)) / args.batch
+    row["decode_bytes"] = decode_bytes(ved, px, kw)
     for name, s in seconds.items():
         row[f"{name}_ms"] = 1000 * s / args.batch
     return expected
@@ -414,12 +462,15 @@ def table(header: dict, rows: list[dict], variants: list[str]) -> str:
         f"{header['capability']}), {header['threads']} threads, load average before the run {header['load']}",
         f"torch {header['torch']}, transformers {header['transformers']}; fp32, batch {batch}, median of "
         f"{header['repeats']} interleaved runs; matmul peak measured: fp32 {peak32:.3g} GFLOP/s, bf16 {peak16:.3g} "
-        "GFLOP/s",
+        f"GFLOP/s; memory read bandwidth measured: {header.get('bandwidth', float('nan')):.3g} GB/s",
+        "compute floor: all FLOPs at the fp32 matmul peak; floor: the encoder's FLOPs at that peak plus the bytes "
+        "decoding must read (decoder weights once per step for the batch, each image's cross-attention keys and "
+        "values once per step) at the measured bandwidth",
         "",
     ]
     cols = ["shapes of", "beams", "new tokens", "reference ms/img", "ved ms/img", "ved / reference",
-            "ONNX Runtime ms/img", "ved / ORT", "GFLOP/img", "ved % of floor", "reference RSS MiB", "ved RSS MiB",
-            "ORT RSS MiB", "same ids (ved, ORT)"]  # fmt: skip
+            "ONNX Runtime ms/img", "ved / ORT", "GFLOP/img", "ved % of compute floor", "floor ms/img", "ved % of floor",
+            "reference RSS MiB", "ved RSS MiB", "ORT RSS MiB", "same ids (ved, ORT)"]  # fmt: skip
     for v in variants:
         cols += [f"ved {v} ms/img", f"{v} / reference", f"{v} tokens = fp32"]
     lines += ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
@@ -437,6 +488,7 @@ def table(header: dict, rows: list[dict], variants: list[str]) -> str:
             f"{onnx_ms / r['ved_ms']:.2f}x" if onnx_ms else "—",
             f"{r['flops'] / 1e9:.3g}",
             f"{100 * floor_ms / r['ved_ms']:.0f} %",
+            *_floor(r, peak32, header.get("bandwidth")),
             _mib(r.get("ref_rss")),
             _mib(r.get("ved_rss")),
             _mib(r.get("onnx_rss")),
@@ -448,6 +500,14 @@ def table(header: dict, rows: list[dict], variants: list[str]) -> str:
             cells += [f"{ms:.0f}", f"{r['ref_ms'] / ms:.2f}x", f"{100 * r[f'{v}_agree']:.1f} %"] if ms else ["—"] * 3
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _floor(r: dict, peak32: float, bandwidth: float | None) -> list[str]:
+    """The floor's cells: encoder FLOPs at the matmul peak + decoding's bytes at the bandwidth; ved's share of it."""
+    if not bandwidth or "encoder_flops" not in r:
+        return ["—", "—"]
+    floor_ms = 1000 * (r["encoder_flops"] / (peak32 * 1e9) + r["decode_bytes"] / (bandwidth * 1e9))
+    return [f"{floor_ms:.3g}", f"{100 * floor_ms / r['ved_ms']:.0f} %"]
 
 
 def _mib(value) -> str:
@@ -501,6 +561,7 @@ def main(argv: list[str] | None = None) -> None:
     header = machine()  # the load average before any work
     n, seconds = (128, 0.05) if args.quick else (1024, 1.0)
     header.update(peak_fp32=matmul_peak("fp32", n, seconds), peak_bf16=matmul_peak("bf16", n, seconds),
+                  bandwidth=read_bandwidth(64 if args.quick else 1024, seconds),
                   repeats=args.repeats, variants=args.variants)  # fmt: skip
     rows = []
     for text in args.workloads:

@@ -391,6 +391,24 @@ def test_two_processes_give_the_one_process_output(tiny, tmp_path, capsys):
     assert SUMMARY.search(done.stderr).groups() == ("9", "0", "1")
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_fail_fast_under_torchrun_stops_every_process(tiny, tmp_path):
+    """Process 1 meets a bad input first thing; process 0, with 100 good ones of its own, stops soon after (it looks
+    for the stop after each batch) instead of reading its whole share; what was read is merged, exit code 1."""
+    model = tiny("vit", "gpt2")
+    folder = images(tmp_path / "in", 200)
+    (folder / "0000b.png").write_text("broken")  # input number 1: process 1's first
+    out = tmp_path / "out.jsonl"
+    done = torchrun_caption(folder, model, tmp_path, "-o", str(out), "--max-new-tokens", "8", "--fail-fast")
+    assert done.returncode != 0, done.stderr
+    read, skipped, failed = map(int, SUMMARY.search(done.stderr).groups())
+    assert (skipped, failed) == (0, 1)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == read + failed and not (tmp_path / "out.jsonl.parts").exists()
+    assert [r["file"] for r in records if "error" in r] == [str(folder / "0000b.png")]
+    assert read < 50, f"process 0 read {read} of its 100: it did not stop"  # process 1 read none
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL `pid` and every process below it (found through /proc)."""
     children: dict[int, list[int]] = {}

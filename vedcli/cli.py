@@ -60,7 +60,7 @@ _FLAG_LIKE_NAME = (
     # caption / ocr, and the generation options
     *("model", "revision", "max_new_tokens", "min_new_tokens", "temperature", "top_k", "top_p", "seed"),
     *("no_repeat_ngram_size", "repetition_penalty", "length_penalty", "num_return_sequences", "batch_size"),
-    *("max_pixels", "device", "dtype", "format", "output", "layout", "debug_layout"),
+    *("max_pixels", "device", "dtype", "quantize", "format", "output", "layout", "debug_layout"),
     *("output_dir", "retry_failed", "fail_fast"),  # batch runs (resume, force: below)
     # convert, compose
     *("max_shard_size", "force", "tokenizer", "revision_encoder", "revision_decoder"),
@@ -234,8 +234,31 @@ MaxPixels = Annotated[
     ),
 ]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run.")]
+
+
+class RunDType(str, Enum):  # caption / ocr: the stored types, or the fastest this machine computes natively
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class Quantize(str, Enum):
+    int8 = "int8"
+
+
 DTypeOpt = Annotated[
-    DType | None, typer.Option("--dtype", help="Weights and compute type (default: fp32).", show_default=False)
+    RunDType | None,
+    typer.Option(
+        "--dtype",
+        show_default=False,
+        help="Weights and compute type (default: fp32, identical to transformers; auto: bf16 where the CPU or GPU "
+        "computes it natively, fp16 on other GPUs, else fp32).",
+    ),
+]
+QuantizeOpt = Annotated[
+    Quantize | None,
+    typer.Option("--quantize", show_default=False, help="int8: dynamic int8 linear layers (CPU; faster, approximate)."),
 ]
 FormatOpt = Annotated[
     Format | None,
@@ -287,6 +310,7 @@ def _generation_command(default_model: str, summary: str, ocr: bool = False):
         max_pixels: MaxPixels = None,
         device: DeviceOpt = Device.auto,
         dtype: DTypeOpt = None,
+        quantize: QuantizeOpt = None,
         format: FormatOpt = None,
         output: Output = None,
         output_dir: OutputDir = None,
@@ -322,6 +346,7 @@ def _generation_command(default_model: str, summary: str, ocr: bool = False):
                 revision=revision,
                 device=device.value,
                 dtype=dtype.value if dtype is not None else None,
+                quantize=quantize.value if quantize is not None else None,
                 batch_size=batch_size,
                 format=_output_format(format, output).value,
                 output=output,

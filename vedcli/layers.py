@@ -36,13 +36,15 @@ class KVCache:
     """Self-attention keys and values of every layer, preallocated for `max_len` positions.
 
     `update` writes a layer's new keys/values at the current position and returns everything so far; `advance` moves
-    the position once all layers have written. Rows are (image x group) and can be reordered for beam search.
+    the position once all layers have written. Rows are (image x group): `reorder` makes row r continue old row
+    index[r] (beam search), `select` keeps some rows only (decoding drops rows that are done).
     """
 
     def __init__(self, layers: int, rows: int, heads: int, head_dim: int, max_len: int, dtype, device):
         shape = (layers, rows, heads, max_len, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self._spare: tuple[Tensor, Tensor] | None = None  # reorder writes here, then the two swap
         self.pos = 0
         self.max_len = max_len
 
@@ -58,9 +60,24 @@ class KVCache:
         self.pos += steps
 
     def reorder(self, index: Tensor) -> None:
-        """Row r continues old row index[r] (only the filled positions are moved)."""
-        self.k[:, :, :, : self.pos] = self.k[:, index, :, : self.pos]
-        self.v[:, :, :, : self.pos] = self.v[:, index, :, : self.pos]
+        """Row r continues old row index[r]: the filled positions are gathered once, into a spare buffer that then
+        becomes the cache (no copy back); an unchanged order costs nothing."""
+        unchanged = torch.arange(index.shape[0], device=index.device)
+        if index.shape[0] == self.k.shape[1] and bool((index == unchanged).all()):
+            return
+        if self._spare is None or self._spare[0].shape != self.k.shape:
+            self._spare = (torch.empty_like(self.k), torch.empty_like(self.v))
+        k, v = self._spare
+        torch.index_select(self.k[:, :, :, : self.pos], 1, index, out=k[:, :, :, : self.pos])
+        torch.index_select(self.v[:, :, :, : self.pos], 1, index, out=v[:, :, :, : self.pos])
+        self._spare = (self.k, self.v)
+        self.k, self.v = k, v
+
+    def select(self, rows: Tensor) -> None:
+        """Keep only `rows` (in that order): later steps compute nothing for the others."""
+        self.k = self.k.index_select(1, rows)
+        self.v = self.v.index_select(1, rows)
+        self._spare = None
 
 
 @dataclass
@@ -81,6 +98,28 @@ class DecoderCache:
 
     def reorder(self, index: Tensor) -> None:
         self.self_kv.reorder(index)
+
+    def select(self, images: Tensor) -> None:
+        """Keep only these images (in that order) and their `group` rows each; the rest are done."""
+        rows = (images[:, None] * self.group + torch.arange(self.group, device=images.device)).reshape(-1)
+        self.self_kv.select(rows)
+        self.cross = [(k.index_select(0, images), v.index_select(0, images)) for k, v in self.cross]
+
+
+FEW_QUERIES = 16  # attention over this many queries or fewer, without gradients, runs as two matmuls and a softmax
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, scale: float, mask: Tensor | None = None, dropout: float = 0.0):
+    """softmax(q k^T * scale) v: q (..., T, D), k and v (..., S, D) -> (..., T, D); mask: True where a query may attend.
+
+    A decoding step has one query per row (a few with beams folded in) and nothing masked: there two matmuls and a
+    softmax beat the fused kernel, which is built for long query blocks. Training, masks and long inputs use the fused
+    kernel.
+    """
+    if mask is None and q.shape[-2] <= FEW_QUERIES and dropout == 0.0 and not torch.is_grad_enabled():
+        w = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)  # (..., T, S)
+        return torch.matmul(w.softmax(dim=-1), v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=dropout)
 
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
@@ -118,8 +157,7 @@ class SelfAttention(nn.Module):
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))  # (B, H, T, D) each
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, past + T, D)
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale, dropout_p=p)
+        y = attention(q, k, v, self.scale, mask, self.dropout if self.training else 0.0)
         return self.out(merge_heads(y))  # (B, T, C)
 
 
@@ -136,17 +174,17 @@ class CrossAttention(nn.Module):
         self.out = nn.Linear(dim, dim, bias=bias)
 
     def project(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        """(images, N, kv_dim) -> keys, values (images, H, N, D)"""
+        """(images, N, kv_dim) -> keys, values (images, H, N, D), each contiguous: made once per image and read at
+        every decoding step, where a strided copy would be gathered again each time (`attention`'s matmuls)."""
         k, v = self.kv(memory).chunk(2, dim=-1)
-        return split_heads(k, self.heads), split_heads(v, self.heads)
+        return split_heads(k, self.heads).contiguous(), split_heads(v, self.heads).contiguous()
 
     def forward(self, x: Tensor, k: Tensor, v: Tensor, group: int = 1) -> Tensor:
         q = split_heads(self.q(x), self.heads)  # (images * group, H, T, D)
         rows, h, t, d = q.shape
         # The `group` rows of one image become extra query positions of that image: no copy of k/v per row.
         q = q.view(rows // group, group, h, t, d).transpose(1, 2).reshape(rows // group, h, group * t, d)
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, scale=self.scale, dropout_p=p)  # (images, H, group * T, D)
+        y = attention(q, k, v, self.scale, dropout=self.dropout if self.training else 0.0)  # (images, H, group * T, D)
         y = y.view(rows // group, h, group, t, d).transpose(1, 2).reshape(rows, h, t, d)
         return self.out(merge_heads(y))  # (rows, T, C)
 

@@ -7,6 +7,7 @@ It lets the decoding engine be checked on the reference's own logits, independen
     cache = stepper.new_cache(enc, group=G, max_len=L)
     logits = stepper.decode_step(tokens, cache)       # transformers decoder with a DynamicCache
     cache.reorder(index)
+    cache.select(images)                              # only these images' rows go on
 """
 
 from __future__ import annotations
@@ -18,15 +19,22 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 class HFStepCache:
     """Encoder states repeated per row (as transformers' generate does) and the decoder's KV cache."""
 
-    def __init__(self, enc_rows: torch.Tensor, kv: EncoderDecoderCache):
+    def __init__(self, enc_rows: torch.Tensor, kv: EncoderDecoderCache, group: int = 1):
         self.enc_rows = enc_rows  # (B*G, N, C)
         self.kv = kv
+        self.group = group
         self.reorders = 0  # how many times the engine reordered this cache (tests look at it)
 
     def reorder(self, index: torch.Tensor) -> None:
         # Rows only move inside their image's group, so the repeated encoder states stay valid.
         self.kv.reorder_cache(index)
         self.reorders += 1
+
+    def select(self, images: torch.Tensor) -> None:
+        """Keep only these images' rows (the engine drops images that are done)."""
+        rows = (images[:, None] * self.group + torch.arange(self.group)).reshape(-1)
+        self.kv.reorder_cache(rows)  # index_select on the batch dimension, self- and cross-attention caches alike
+        self.enc_rows = self.enc_rows[rows]
 
 
 class HFStepper:
@@ -50,7 +58,7 @@ class HFStepper:
     def new_cache(self, enc: torch.Tensor, group: int, max_len: int) -> HFStepCache:
         config = self.model.config.get_text_config(decoder=True)
         kv = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
-        cache = HFStepCache(enc.repeat_interleave(group, dim=0), kv)
+        cache = HFStepCache(enc.repeat_interleave(group, dim=0), kv, group)
         self.caches.append(cache)
         return cache
 

@@ -12,6 +12,7 @@ from ..errors import OptionError, VedWarning, option
 from ..generation.defaults import GenerationConfig
 from ..model import VisionEncoderDecoder, model_config
 from .dtypes import ALIASES, DTYPES
+from .fast import auto_dtype, check_quantize, quantize_int8, warn_slow_bf16
 from .files import load_state_dict, read_json
 from .hub import resolve_model
 from .weights import non_finite
@@ -50,12 +51,17 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
     state: dict[str, Tensor] | None = None,
+    quantize: str | None = None,
 ) -> VisionEncoderDecoder:
     """A published VisionEncoderDecoder checkpoint (folder or hub id) as a ved model in eval mode.
 
     `state`: the folder's HF-named tensors when the caller has already read them (they are not read again).
+    `dtype="auto"`, `quantize="int8"`: the opt-in fast paths (fast.py).
     """
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    dev = resolve_device(device)
+    dt = auto_dtype(dev) if dtype == "auto" else resolve_dtype(dtype)
+    warn_slow_bf16(dev, dt)
+    check_quantize(quantize, dev, dt)
     folder = resolve_model(str(name_or_path), revision)
     config_file = str(Path(folder) / "config.json")
     cfg = model_config(read_json(config_file), config_file, bytes_each=max(dt.itemsize, 2))
@@ -66,7 +72,10 @@ def load_model(
     model.load_hf_state_dict(state, str(folder), dtype=dt)
     warn_non_finite(state, str(folder))
     model.generation_config = generation
-    return model.to(dev).eval()
+    model = model.to(dev).eval()
+    if quantize is not None:
+        quantize_int8(model)
+    return model
 
 
 def warn_non_finite(state: dict[str, Tensor], where: str) -> None:

@@ -50,7 +50,8 @@ class RunSettings:
     model: str
     revision: str | None = None
     device: str = "auto"
-    dtype: str | None = None  # None: the pipeline's default (fp32 on CPU)
+    dtype: str | None = None  # None: the pipeline's default (fp32 on CPU); "auto": the fastest native type
+    quantize: str | None = None  # "int8": dynamic int8 linear layers (CPU)
     batch_size: int = 8
     format: str = "text"
     output: str | None = None  # None: stdout
@@ -116,8 +117,9 @@ def _run(settings, options, listing, pages, shard, group, started, Pipeline, std
         debug = DebugDrawings(settings.debug_layout, [item.path for item in listing.peek(None)])
     # The model first, and the options checked against it, so a bad run fails before any image is read.
     with _Status(stderr, f"loading {settings.model}"):
+        fast = {"quantize": settings.quantize} if settings.quantize else {}  # opt-in: int8 linear layers
         pipeline = Pipeline.load(settings.model, settings.revision, device=_device(settings.device, shard),
-                                 dtype=settings.dtype)  # fmt: skip
+                                 dtype=settings.dtype, **fast)  # fmt: skip
     resolved = pipeline.resolve(options)
     if pages and resolved.num_return_sequences > 1:
         raise OptionError(f"{option('num_return_sequences')} above 1 needs {option('layout')} line",
@@ -154,9 +156,9 @@ def _run(settings, options, listing, pages, shard, group, started, Pipeline, std
         try:
             todo = destination.todo(listing, tally)
             if pages:
-                _read_pages(settings, pipeline, options, todo, sink, bar, tally, debug)
+                _read_pages(settings, pipeline, options, todo, sink, bar, tally, group, debug)
             else:
-                _read_lines(settings, pipeline, options, todo, sink, bar, tally)
+                _read_lines(settings, pipeline, options, todo, sink, bar, tally, group)
         finally:
             sink.close()
     finally:
@@ -174,7 +176,7 @@ def _run(settings, options, listing, pages, shard, group, started, Pipeline, std
     return total.failed
 
 
-def _read_lines(settings, pipeline, options, todo, sink, bar, tally) -> None:
+def _read_lines(settings, pipeline, options, todo, sink, bar, tally, group: Group) -> None:
     """The line run (`ved caption`, `ved ocr --layout line`): every input read whole, in batches."""
     reader = _Reader(settings.max_pixels, pipeline.processor)
     for batch in _batches(todo, settings.batch_size, reader):
@@ -186,6 +188,7 @@ def _read_lines(settings, pipeline, options, todo, sink, bar, tally) -> None:
                 tally.failed += 1
                 if settings.fail_fast:
                     sink.flush()
+                    group.stop_all()  # under torchrun the other processes stop after their current batch
                     return
             else:
                 sink.put(index, item.path, None, _results(item.path, next(results)))
@@ -193,9 +196,11 @@ def _read_lines(settings, pipeline, options, todo, sink, bar, tally) -> None:
         sink.flush()
         if bar:
             bar.advance(len(batch))
+        if settings.fail_fast and group.stopped():  # another process met a bad input
+            return
 
 
-def _read_pages(settings, pipeline, options, todo, sink, bar, tally, debug) -> None:
+def _read_pages(settings, pipeline, options, todo, sink, bar, tally, group: Group, debug) -> None:
     """The `--layout auto|page` run: pages decoded whole (boxes in the files' pixels), lines read in batches; each page
     written as soon as it is read."""
     from .pages import read_pages
@@ -209,6 +214,7 @@ def _read_pages(settings, pipeline, options, todo, sink, bar, tally, debug) -> N
                 tally.failed += 1
                 if settings.fail_fast:
                     sink.flush()
+                    group.stop_all()  # under torchrun the other processes stop after their current batch
                     return
             else:
                 sink.put(index, item.path, None, _page(next(read)))
@@ -216,6 +222,8 @@ def _read_pages(settings, pipeline, options, todo, sink, bar, tally, debug) -> N
         sink.flush()
         if bar:
             bar.advance(len(batch))
+        if settings.fail_fast and group.stopped():  # another process met a bad input
+            return
 
 
 def _results(path: str, hypotheses) -> Write:

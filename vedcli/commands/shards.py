@@ -14,7 +14,7 @@ place) writes a part of its own and merges at the end in the same way.
 
 Processes talk through torch.distributed (gloo, on CPU: only small objects pass) for three things: rank 0's checks
 of the output (every process then stops with the same error), a barrier before the merge, and the counts for the
-summary.
+summary; and `--fail-fast` leaves a key in torchrun's store that every process looks for after each batch.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from ..errors import VedError
 
 PART = re.compile(r"rank(\d+)-of-(\d+)\.(\d+)\.jsonl")
+STOP_KEY = "vedcli/fail-fast"  # set in the store by a process that met a bad input under --fail-fast
 WAIT = timedelta(days=2)  # how long a process may wait for the others (the slowest shard, the merge)
 T = TypeVar("T")
 
@@ -88,6 +89,21 @@ class Group:
             _, kind, message, where = box[0]
             raise kind(message, where)
         return box[0][1]
+
+    def stop_all(self) -> None:
+        """`--fail-fast`: every process stops after the batch it is reading (a key in torchrun's store, which every
+        process, on every machine, reaches)."""
+        if self.shard.several:
+            self._store().set(STOP_KEY, str(self.shard.rank))
+
+    def stopped(self) -> bool:
+        """Whether some process has called `stop_all` (a non-blocking look at the store: one round trip)."""
+        return self.shard.several and self._store().check([STOP_KEY])
+
+    def _store(self):
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()  # the rendezvous store init_process_group made (c10d's own)
 
     def gather(self, obj: T) -> list[T]:
         """Every process's `obj`, in rank order (waits for all of them)."""

@@ -96,9 +96,16 @@ class TextDecoder(nn.Module):
         return (torch.cumsum(real, dim=1) + past) * real + pad
 
     def embed_tokens(self, ids: Tensor, past: int) -> Tensor:
-        x = self.embed(ids) * self.cfg.embed_scale  # (B, T, E)
+        x = self.embed(ids)  # (B, T, E)
+        if self.cfg.embed_scale != 1.0:
+            x = x * self.cfg.embed_scale
+        if self.pos is not None and self.cfg.positions == "absolute" and ids.shape[1] == 1:  # a decoding step
+            return self._embedded(x + self.pos.weight[past + self.cfg.position_offset])  # one row for every row
         pos = self.positions(ids, past)
         x = x + (self.pos_table[pos].to(x.dtype) if self.pos is None else self.pos(pos))
+        return self._embedded(x)
+
+    def _embedded(self, x: Tensor) -> Tensor:
         if self.token_type is not None:
             x = x + self.token_type.weight[0]
         if self.embed_norm is not None:

@@ -6,6 +6,7 @@ The engine lives outside the model and sees only ids and logits. It drives any m
     cache = model.new_cache(enc, group=G, max_len=L)  # cross-attention K/V once per image, shared by its G rows
     logits = model.decode_step(tokens, cache)         # tokens (B*G, T) -> logits (B*G, T, V); advances the cache
     cache.reorder(index)                              # row r continues old row index[r] (within its image's group)
+    cache.select(images)                              # optional: only these images (and their rows) go on
 
 Rows are image-major: rows [i*G, (i+1)*G) belong to image i.
 
@@ -30,6 +31,7 @@ from .options import DecodingOptions, ResolvedOptions  # noqa: F401  (the option
 from .processors import PROMPT_LENGTH, LogitsProcessor, apply_processors, build_processors
 
 _NEG = -1.0e9  # the reference's "impossible" score in beam bookkeeping
+DROP_DONE = 0.75  # greedy / sampling: once this share of the computed images or fewer still runs, drop the done ones
 
 
 # ---------------------------------------------------------------------------------------------- strategies
@@ -59,7 +61,13 @@ def _next_logits(model: StepModel, tokens: torch.Tensor, cache: StepCache) -> to
 
 
 class GreedyDecoder:
-    """One row per image (or per returned sequence); each step takes the best processed score."""
+    """One row per image (or per returned sequence); each step takes the best processed score.
+
+    Images whose rows are all done leave the work once a quarter of those still computed are done (DROP_DONE): the
+    model computes only the others. Their ids are pad from then on, as the reference pads them.
+    """
+
+    draws_every_row = False  # sampling: the generator draws for every row, so the draws stay the reference's
 
     def __init__(self, options: ResolvedOptions, special: SpecialTokens, procs: Sequence[LogitsProcessor]):
         self.options = options
@@ -73,31 +81,60 @@ class GreedyDecoder:
     @torch.inference_mode()
     def run(self, model: StepModel, enc: torch.Tensor) -> Generation:
         opt, special = self.options, self.special
-        rows = enc.shape[0] * opt.rows_per_image
-        device = enc.device
-        cache = model.new_cache(enc, group=opt.rows_per_image, max_len=opt.max_length)
-        tokens = torch.full((rows, PROMPT_LENGTH), special.start, dtype=torch.long, device=device)
+        group, images = opt.rows_per_image, enc.shape[0]
+        rows, device = images * group, enc.device
+        cache = model.new_cache(enc, group=group, max_len=opt.max_length)
+        tokens = torch.full((rows, opt.max_length), special.pad if special.eos else 0, dtype=torch.long, device=device)
+        tokens[:, :PROMPT_LENGTH] = special.start
         eos = torch.tensor(special.eos, dtype=torch.long, device=device)
-        running = torch.ones(rows, dtype=torch.bool, device=device)
         total = torch.zeros(rows, dtype=torch.float32, device=device)
-        step_input = tokens
+        running = torch.ones(rows, dtype=torch.bool, device=device)  # not finished yet
+        computed = torch.arange(images, device=device)  # the images the model still computes
+        live = None  # their rows (None: every row)
+        step_input = tokens[:, :PROMPT_LENGTH]
+        cur = PROMPT_LENGTH
         for _ in range(opt.max_new_tokens):
-            scores = apply_processors(self.procs, tokens, _next_logits(model, step_input, cache))
+            logits = _next_logits(model, step_input, cache)  # (computed rows, V)
+            on = live
+            if live is not None and self.draws_every_row:  # every row again; the dropped ones' scores do not matter
+                logits, on = logits.new_zeros(rows, logits.shape[1]).index_copy_(0, live, logits), None
+            seen = tokens[:, :cur] if on is None or not self.procs else tokens[on, :cur]
+            scores = apply_processors(self.procs, seen, logits)
             chosen = self.choose(scores)
             logprob = scores.log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1)
-            total += torch.where(running, logprob, 0.0)
+            going = running if on is None else running[on]
             if special.eos:
-                chosen = torch.where(running, chosen, special.pad)
-                running &= ~torch.isin(chosen, eos)
-            tokens = torch.cat([tokens, chosen[:, None]], dim=1)
-            if special.eos and not running.any():
+                logprob = torch.where(going, logprob, 0.0)
+                chosen = torch.where(going, chosen, special.pad)
+                going = going & ~torch.isin(chosen, eos)
+            if on is None:
+                running, tokens[:, cur] = going, chosen
+                total += logprob
+            else:
+                running[on], tokens[on, cur] = going, chosen
+                total.index_add_(0, on, logprob)
+            step_input = (chosen if on is live else chosen[live])[:, None]
+            cur += 1
+            if not special.eos:
+                continue
+            still = running.view(images, group).any(dim=1)[computed]  # (computed images,)
+            count = int(still.sum())  # the step's one host sync
+            if count == 0:
                 break
-            step_input = chosen[:, None]
-        return Generation(sequences=tokens, scores=total)
+            if count <= DROP_DONE * computed.shape[0] and hasattr(cache, "select"):
+                keep = still.nonzero().squeeze(1)  # positions among the computed images
+                cache.select(keep)
+                computed = computed[keep]
+                kept_rows = (keep[:, None] * group + torch.arange(group, device=device)).reshape(-1)
+                step_input = step_input[kept_rows]
+                live = (computed[:, None] * group + torch.arange(group, device=device)).reshape(-1)
+        return Generation(sequences=tokens[:, :cur], scores=total)
 
 
 class SamplingDecoder(GreedyDecoder):
     """Like greedy, but each step draws from the processed distribution with an explicit generator."""
+
+    draws_every_row = True
 
     def __init__(
         self,

@@ -37,14 +37,19 @@ class Pipeline:
 
     @classmethod
     def load(
-        cls, model: str | Path, revision: str | None = None, device: str = "auto", dtype: str | None = None
+        cls,
+        model: str | Path,
+        revision: str | None = None,
+        device: str = "auto",
+        dtype: str | None = None,
+        quantize: str | None = None,
     ) -> Pipeline:
         folder = resolve_model(str(model), revision)
         from ..checkpoints.load import load_model
         from ..processing.image import load_image_processor
         from ..processing.tokenizer import load_tokenizer
 
-        net = load_model(folder, device=device, dtype=dtype)
+        net = load_model(folder, device=device, dtype=dtype, quantize=quantize)
         processor = load_image_processor(folder, image_size=net.config.encoder.image_size)
         return cls(net, load_tokenizer(folder), processor)
 

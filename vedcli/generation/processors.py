@@ -109,8 +109,7 @@ class MinNewTokens:
     def __call__(self, tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if tokens.shape[1] - PROMPT_LENGTH >= self.count:
             return scores
-        is_eos = torch.isin(torch.arange(scores.shape[-1], device=scores.device), self.eos)
-        return torch.where(is_eos, float("-inf"), scores)
+        return scores.index_fill(1, self.eos[self.eos < scores.shape[-1]], float("-inf"))
 
 
 class ForcedBOS:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from support.captioning import images, start_caption, torchrun_caption
+from support.captioning import images, start_caption, torchrun_caption, torchrun_nodes
 from vedcli.cli import main
 from vedcli.commands import inputs as inputs_module
 from vedcli.commands.caption import Listing
@@ -389,6 +389,25 @@ def test_two_processes_give_the_one_process_output(tiny, tmp_path, capsys):
     assert out.read_bytes() == expected.read_bytes(), done.stderr
     assert not (tmp_path / "two.jsonl.parts").exists()
     assert SUMMARY.search(done.stderr).groups() == ("9", "0", "1")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_two_machines_give_the_one_process_output(tiny, tmp_path, capsys):
+    """Two torchrun launchers meeting through a c10d rendezvous, as on two machines (here both on this host, the
+    output on the file system both see): the same output as one process, merged by whichever process got rank 0."""
+    model = tiny("vit", "gpt2")
+    folder = images(tmp_path / "in", 7)
+    expected = tmp_path / "one.jsonl"
+    assert ved(capsys, "caption", folder, "--model", model, "--batch-size", 1, "-o", expected,
+               "--max-new-tokens", 4)[0] == 0  # fmt: skip
+    out = tmp_path / "two.jsonl"
+    done = torchrun_nodes(folder, model, tmp_path, "-o", str(out), "--max-new-tokens", "4")
+    assert [d.returncode for d in done] == [0, 0], [d.stderr[-2000:] for d in done]
+    assert out.read_bytes() == expected.read_bytes()
+    assert not (tmp_path / "two.jsonl.parts").exists()
+    summaries = [SUMMARY.search(d.stderr) for d in done]
+    assert sorted(m is not None for m in summaries) == [False, True]  # rank 0's launcher prints it
+    assert next(m for m in summaries if m).groups() == ("7", "0", "0")
 
 
 @pytest.mark.usefixtures("one_thread")

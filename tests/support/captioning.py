@@ -4,6 +4,7 @@ Ctrl-C, closed pipes and kills), and the same command under torchrun."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,25 @@ def torchrun_caption(
     cmd += ["-m", "vedcli", "caption", str(folder), "--model", str(model), "--batch-size", "1", *extra]
     env = _env(tmp_path, OMP_NUM_THREADS="1")
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def torchrun_nodes(
+    folder: Path, model: Path, tmp_path: Path, *extra: str, nodes: int = 2, timeout: float = 240
+) -> list[subprocess.CompletedProcess]:
+    """The command of `start_caption` as `nodes` machines would run it: one torchrun launcher per "machine", each with
+    one CPU process, meeting through a c10d rendezvous on this host (torchrun's multi-machine path: `--nnodes`,
+    `--rdzv_backend c10d`, `--rdzv_endpoint`). The launchers' results, in start order."""
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc_per_node", "1",
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "ved-test"]  # fmt: skip
+    cmd += ["-m", "vedcli", "caption", str(folder), "--model", str(model), "--batch-size", "1", *extra]
+    env = _env(tmp_path, OMP_NUM_THREADS="1")
+    launchers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(nodes)]  # fmt: skip
+    done = []
+    for launcher in launchers:
+        stdout, stderr = launcher.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(cmd, launcher.returncode, stdout, stderr))
+    return done

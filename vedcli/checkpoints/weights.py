@@ -121,8 +121,10 @@ def to_ved(
             continue
         parts = [raw[held[0]].new_zeros(raw[held[0]].shape) if h in r.zero else raw[h] for h in r.hf]
         parts = [t.t() if r.transpose and t.dim() == 2 else t for t in parts]
-        tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=r.dim)
-        out[r.ved] = tensor.contiguous()
+        if len(parts) == 1:  # a stored (in, out) Conv1D weight stays a transposed view: no copy beside the file's
+            out[r.ved] = parts[0] if r.transpose else parts[0].contiguous()
+        else:
+            out[r.ved] = torch.cat(parts, dim=r.dim)
     ignorable = re.compile("|".join(f"(?:{p})$" for p in table.ignore)) if table.ignore else None
     unexpected = sorted(k for k in state if k not in used and not (ignorable and ignorable.match(k)))
     problems = []

@@ -49,7 +49,10 @@ FONT_GLOBS = [
     ("texmf/fonts/opentype/public/tex-gyre/texgyreschola-*.otf", 1),
     ("texmf/fonts/opentype/public/tex-gyre/texgyrebonum-*.otf", 1),
 ]
-FONT_ROOTS = ("/usr/share/fonts", "/usr/share")
+# where the globs are looked for; READER_FONT_ROOTS (folders joined by ":") names others, e.g. fonts unpacked on a
+# machine where nothing can be installed (gpu_train.sh)
+DEFAULT_FONT_ROOTS = ("/usr/share/fonts", "/usr/share")
+FONT_ROOTS = tuple(filter(None, os.environ.get("READER_FONT_ROOTS", "").split(":"))) or DEFAULT_FONT_ROOTS
 MAX_HEIGHT = 64  # stored lines are at most this high
 
 

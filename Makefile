@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: install test test-slow lint demo bench bench-onnx-deps ocr-quality page-quality reader-fonts reader clean
+.PHONY: install test test-slow lint demo bench bench-gpu bench-onnx-deps ocr-quality page-quality reader-fonts reader clean
 
 install: .stamp-install
 
@@ -48,6 +48,10 @@ demo: install
 # installed it): six workloads, CPU fp32, batch 8; BENCH_ARGS adds options (--variants int8 bf16, --workloads ...).
 bench: install
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+# The same six workloads on a CUDA GPU in fp16 and bf16: the reference, ved with CUDA graphs and without.
+bench-gpu: install
+	$(BIN)/python benchmarks/gpu_bench.py $(BENCH_ARGS)
 
 # optimum-onnx pins transformers < 4.58 (the tests' reference is 5.24), so it goes into a folder of its own that only
 # the benchmark's ONNX Runtime process reads (out/onnx-deps; torch and numpy come from the venv).

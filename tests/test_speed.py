@@ -58,6 +58,20 @@ def test_bench_quick_prints_the_table_and_merges_runs(tmp_path, capsys):
     assert capsys.readouterr().out.count("| `tiny-trocr` | 4 |") == 2
 
 
+def test_gpu_bench_quick_runs_its_three_columns(tmp_path, capsys):
+    """benchmarks/gpu_bench.py on tiny shapes (the CPU here: its static-cache column is ved's usual path)."""
+    spec = importlib.util.spec_from_file_location("ved_gpu_bench", ROOT / "benchmarks" / "gpu_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--quick", "--cache", str(tmp_path), "--json", str(tmp_path / "gpu.jsonl")])
+    rows = [_cells(line) for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
+    assert [cells[:3] for cells in rows] == [["tiny-gpt2:1", "fp32", "2"], ["tiny-trocr:4", "fp32", "2"]]
+    for cells in rows:
+        assert all(float(cell) > 0 for cell in cells[3:6])
+        assert cells[8] == "100.0 %, 100.0 %" and cells[9] == "yes"  # fp32 on the CPU: the reference's tokens
+    assert len((tmp_path / "gpu.jsonl").read_text().splitlines()) == 2
+
+
 @pytest.mark.slow
 def test_bench_measures_peak_rss_in_fresh_processes(tmp_path, capsys):
     _bench().main(["--quick", "--no-onnx", "--workloads", "tiny-trocr:1", "--cache", str(tmp_path)])

@@ -38,30 +38,55 @@ class KVCache:
     `update` writes a layer's new keys/values at the current position and returns everything so far; `advance` moves
     the position once all layers have written. Rows are (image x group): `reorder` makes row r continue old row
     index[r] (beam search), `select` keeps some rows only (decoding drops rows that are done).
+
+    A static cache (`static=True`, for CUDA graphs: generation/graphs.py) never changes a shape or an address: the
+    position also lives on the device (`pos_t`), a step writes there and attends to all `max_len` positions with
+    `visible()` masking the ones not written yet, and `reorder` gathers in place. It takes one token per step.
     """
 
-    def __init__(self, layers: int, rows: int, heads: int, head_dim: int, max_len: int, dtype, device):
+    def __init__(self, layers: int, rows: int, heads: int, head_dim: int, max_len: int, dtype, device,
+                 static: bool = False):  # fmt: skip
         shape = (layers, rows, heads, max_len, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self._spare: tuple[Tensor, Tensor] | None = None  # reorder writes here, then the two swap
         self.pos = 0
         self.max_len = max_len
+        self.static = static
+        self.pos_t = torch.zeros(1, dtype=torch.long, device=device) if static else None  # (1,) the position, on device
+        self._slots = torch.arange(max_len, device=device) if static else None
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         end = self.pos + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions, asked for {end}")
+        if self.static:  # one token, written where the device-side position says; every slot is returned
+            self.k[layer].index_copy_(2, self.pos_t, k)
+            self.v[layer].index_copy_(2, self.pos_t, v)
+            return self.k[layer], self.v[layer]
         self.k[layer, :, :, self.pos : end] = k
         self.v[layer, :, :, self.pos : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def visible(self) -> Tensor:
+        """Static cache: (1, 1, 1, max_len) True at the positions written so far, this step's included."""
+        return (self._slots <= self.pos_t)[None, None, None]
+
     def advance(self, steps: int) -> None:
         self.pos += steps
+        if self.static:
+            self.pos_t.add_(steps)
+
+    def rewind(self, pos: int) -> None:
+        """Back to position `pos` (what was written after it is overwritten by the next steps)."""
+        self.pos = pos
+        if self.static:
+            self.pos_t.fill_(pos)
 
     def reorder(self, index: Tensor) -> None:
         """Row r continues old row index[r]: the filled positions are gathered once, into a spare buffer that then
-        becomes the cache (no copy back); an unchanged order costs nothing."""
+        becomes the cache (no copy back; a static cache copies back, keeping its addresses); an unchanged order
+        costs nothing."""
         unchanged = torch.arange(index.shape[0], device=index.device)
         if index.shape[0] == self.k.shape[1] and bool((index == unchanged).all()):
             return
@@ -70,11 +95,17 @@ class KVCache:
         k, v = self._spare
         torch.index_select(self.k[:, :, :, : self.pos], 1, index, out=k[:, :, :, : self.pos])
         torch.index_select(self.v[:, :, :, : self.pos], 1, index, out=v[:, :, :, : self.pos])
+        if self.static:
+            self.k[:, :, :, : self.pos].copy_(k[:, :, :, : self.pos])
+            self.v[:, :, :, : self.pos].copy_(v[:, :, :, : self.pos])
+            return
         self._spare = (self.k, self.v)
         self.k, self.v = k, v
 
     def select(self, rows: Tensor) -> None:
         """Keep only `rows` (in that order): later steps compute nothing for the others."""
+        if self.static:
+            raise ValueError("a static KV cache keeps its rows")
         self.k = self.k.index_select(1, rows)
         self.v = self.v.index_select(1, rows)
         self._spare = None

@@ -85,17 +85,19 @@ class TextDecoder(nn.Module):
             rows = self.cfg.max_positions + (self.cfg.pad_token_id or 0) + 1
             self.pos_table = sinusoidal_table(rows, self.cfg.embedding_size, self.cfg.pad_token_id).to(device)
 
-    def positions(self, ids: Tensor, past: int) -> Tensor:
-        """(B, T) position ids of new tokens after `past` cached ones."""
+    def positions(self, ids: Tensor, past: int | Tensor) -> Tensor:
+        """(B, T) position ids of new tokens after `past` cached ones (a (1,) tensor: one token, a static cache)."""
         if self.cfg.positions == "absolute":
             t = ids.shape[1]
+            if isinstance(past, Tensor):
+                return (past + self.cfg.position_offset)[None].expand_as(ids)
             return torch.arange(past, past + t, device=ids.device)[None].expand_as(ids) + self.cfg.position_offset
         # padded / sinusoidal: count non-pad tokens from pad_token_id + 1; pad tokens sit at pad_token_id
         pad = self.cfg.pad_token_id
         real = ids.ne(pad).long()
         return (torch.cumsum(real, dim=1) + past) * real + pad
 
-    def embed_tokens(self, ids: Tensor, past: int) -> Tensor:
+    def embed_tokens(self, ids: Tensor, past: int | Tensor) -> Tensor:
         x = self.embed(ids)  # (B, T, E)
         if self.cfg.embed_scale != 1.0:
             x = x * self.cfg.embed_scale
@@ -135,16 +137,20 @@ class TextDecoder(nn.Module):
         """(B, T) token ids -> (B, T, V) logits. With a cache, `ids` are the tokens after the cached ones."""
         past = cache.pos if cache is not None else 0
         t = ids.shape[1]
-        x = self.embed_tokens(ids, past)
-        mask = causal_mask(t, past, attention_mask, ids.device)
+        if cache is not None and cache.static:  # one token at the device-side position; no shape depends on it
+            if t != 1 or attention_mask is not None:
+                raise ValueError("a static KV cache takes one token per step and no attention mask")
+            x, mask = self.embed_tokens(ids, cache.pos_t), cache.visible()
+        else:
+            x, mask = self.embed_tokens(ids, past), causal_mask(t, past, attention_mask, ids.device)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, cache, i, cross[i], group)
         if cache is not None:
             cache.advance(t)
         return self.logits(x)
 
-    def new_cache(self, memory: Tensor, group: int, max_len: int) -> DecoderCache:
+    def new_cache(self, memory: Tensor, group: int, max_len: int, static: bool = False) -> DecoderCache:
         cfg = self.cfg
         rows = memory.shape[0] * group
-        kv = KVCache(cfg.num_layers, rows, cfg.num_heads, cfg.head_dim, max_len, memory.dtype, memory.device)
+        kv = KVCache(cfg.num_layers, rows, cfg.num_heads, cfg.head_dim, max_len, memory.dtype, memory.device, static)
         return DecoderCache(kv, self.cross_kv(memory), group)

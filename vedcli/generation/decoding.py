@@ -27,6 +27,7 @@ import torch
 
 from ..errors import ModelError, OptionError, option
 from .defaults import GenerationConfig, SpecialTokens
+from .graphs import graphed, graphs_wanted
 from .options import DecodingOptions, ResolvedOptions  # noqa: F401  (the options live in options.py: no torch)
 from .processors import PROMPT_LENGTH, LogitsProcessor, apply_processors, build_processors
 
@@ -344,7 +345,7 @@ def generate(
     with torch.inference_mode():
         enc = model.encode(pixel_values)
     decoder = make_decoder(options, special, enc.device)
-    out = decoder.run(model, enc)
+    out = decoder.run(graphed(model) if graphs_wanted(model) else model, enc)
     if bool(out.scores.isnan().any()):  # NaN logits: text made of them means nothing
         bad = int(out.scores.isnan().view(enc.shape[0], -1).any(dim=1).sum())
         raise ModelError(f"the model computed NaN scores for {bad} of {enc.shape[0]} images: its weights hold NaN or "

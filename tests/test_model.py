@@ -7,12 +7,14 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from conftest import PAIRS
 from support.checkpoints import reference
 from vedcli.checkpoints.load import load_model
 from vedcli.errors import ModelError
+from vedcli.layers import attention
 
 
 def inputs(vocab: int, batch: int = 2, length: int = 7, seed: int = 0):
@@ -274,3 +276,28 @@ def test_stochastic_depth_in_training_only(tiny, encoder):
     model.encoder.eval()
     with torch.no_grad():
         assert torch.equal(model.encoder.forward_features(pixels), model.encoder.forward_features(pixels))
+
+
+@pytest.mark.parametrize("mask_kind", [None, "causal", "padded", "bias"])
+def test_cpu_training_attention_matches_the_fused_kernel(mask_kind):
+    """Training on a CPU runs attention as matmuls (layers.attention): same values and gradients as the fused kernel."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, t, 8, generator=gen) for t in (7, 9, 9))
+    mask = {
+        None: None,
+        "causal": torch.ones(7, 9, dtype=torch.bool).tril(2)[None, None],
+        "padded": torch.tensor([[1] * 9, [1] * 5 + [0] * 4], dtype=torch.bool)[:, None, None, :],
+        "bias": torch.randn(1, 3, 7, 9, generator=gen),
+    }[mask_kind]
+    grad = torch.randn(2, 3, 7, 8, generator=gen)
+    results = []
+    for fused in (False, True):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        if fused:
+            out = F.scaled_dot_product_attention(*leaves, attn_mask=mask, scale=0.3)
+        else:
+            out = attention(*leaves, 0.3, mask)
+        out.backward(grad)
+        results.append([out.detach(), *(t.grad for t in leaves)])
+    for ours, fused in zip(*results, strict=True):
+        torch.testing.assert_close(ours, fused, rtol=1e-5, atol=1e-5)

@@ -256,6 +256,50 @@ def test_interrupted_run_resumes_to_the_same_weights(linear_run, tmp_path, worke
     same_weights(straight, run)
 
 
+def _grouped(lengths: list[int], batch: int, epoch: int, skip: int = 0) -> list[int]:
+    from torch.utils.data import DistributedSampler
+
+    from vedcli.training.setup import ResumableSampler
+
+    sampler = ResumableSampler(DistributedSampler(lengths, 1, 0, seed=3), lengths, batch)
+    sampler.set_epoch(epoch, skip)
+    return list(sampler)
+
+
+def test_group_by_length_batches_similar_lengths_in_a_seeded_order():
+    lengths = torch.randint(1, 120, (1000,), generator=torch.Generator().manual_seed(0)).tolist()
+    order = _grouped(lengths, 4, epoch=0)
+    assert sorted(order) == list(range(1000))  # every example once an epoch
+    span = 50 * 4
+    for start in range(0, 1000, span):  # each run of 50 batches sorted, longest first
+        chunk = [lengths[i] for i in order[start : start + span]]
+        assert chunk == sorted(chunk, reverse=True)
+
+    def padded(order):  # target positions computed, batches padded to their longest
+        return sum(4 * max(lengths[i] for i in order[b : b + 4]) for b in range(0, len(order), 4))
+
+    assert padded(order) < 1.05 * sum(lengths) < 0.8 * padded(torch.randperm(1000).tolist())
+    assert order == _grouped(lengths, 4, epoch=0) and order != _grouped(lengths, 4, epoch=1)
+    assert _grouped(lengths, 4, epoch=0, skip=10) == order[10:]  # resuming mid-epoch: the same order, later on
+
+
+def test_group_by_length_run_resumes_to_the_same_weights(tiny, tmp_path):
+    model = tiny("vit", "gpt2")
+    data = write_data(tmp_path / "data", 5)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_quietly(train_options(model, data, straight, max_steps=6, group_by_length=True))
+    run_quietly(train_options(model, data, split, max_steps=3, group_by_length=True))
+    assert invoke("--output", split, "--resume", "--max-steps", 6).exit_code == 0
+    same_weights(straight, split)
+    plain = tmp_path / "plain"
+    run_quietly(train_options(model, data, plain, max_steps=6))
+    first = [e["loss"] for e in events(plain, "train")]
+    assert [e["loss"] for e in events(straight, "train")] != first  # another order: other batches
+    result = invoke("--output", split, "--resume", "--max-steps", 7, "--no-group-by-length")
+    assert result.exit_code == 0, result.output
+    assert json.loads((split / "train_args.json").read_text())["options"]["group_by_length"] is False
+
+
 def test_resume_refuses_changes_that_make_another_run(tiny, tmp_path):
     data = write_data(tmp_path / "data", 2)
     run = tmp_path / "run"

@@ -66,8 +66,8 @@ _FLAG_LIKE_NAME = (
     *("max_shard_size", "force", "tokenizer", "revision_encoder", "revision_decoder"),
     # train
     *("data", "val_data", "val_split", "epochs", "max_steps", "grad_accum", "lr", "warmup_steps", "schedule"),
-    *("weight_decay", "clip_norm", "label_smoothing", "ctc_weight", "freeze_encoder", "workers", "eval_every"),
-    *("save_every", "log_every", "metric", "samples", "max_target_length", "skip_bad", "resume"),
+    *("weight_decay", "clip_norm", "label_smoothing", "ctc_weight", "freeze_encoder", "group_by_length", "workers"),
+    *("eval_every", "save_every", "log_every", "metric", "samples", "max_target_length", "skip_bad", "resume"),
 )
 # Options no flag of ved's sets: only a checkpoint's generation_config.json does, so a message names the field there.
 _SET_BY_CHECKPOINT = ("early_stopping", "bad_words_ids")
@@ -610,6 +610,14 @@ def train(
         ),
     ] = None,
     freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train the decoder only.")] = False,
+    group_by_length: Annotated[
+        bool | None,
+        typer.Option(
+            "--group-by-length/--no-group-by-length",
+            help="Batch targets of similar lengths together: less padding, faster steps (default: off).",
+            show_default=False,
+        ),
+    ] = None,
     dtype: Annotated[
         DType | None,
         _opt(
@@ -641,7 +649,9 @@ def train(
     given = {
         name: value.value if isinstance(value, Enum) else value
         for name, value in ctx.params.items()
-        if name not in ("output", "resume", "force") and value is not None and value is not False
+        if name not in ("output", "resume", "force")
+        and value is not None
+        and (value is not False or name == "group_by_length")  # the one flag with an off switch, for --resume
     }
     from .commands.train import train as run_train
 

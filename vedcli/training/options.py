@@ -58,6 +58,7 @@ class TrainOptions:
     label_smoothing: float = 0.0
     ctc_weight: float = 0.0  # weight of an auxiliary CTC loss on the encoder's output (ctc.py); 0: none
     freeze_encoder: bool = False  # train the decoder (and the projection between them) only
+    group_by_length: bool = False  # batches of targets of similar lengths (less padding), as transformers' Trainer
     dtype: str = "fp32"  # fp32, or mixed precision: bf16 (CPU or CUDA), fp16 (CUDA, with loss scaling)
     device: str = "auto"
     seed: int = 42  # data order, dropout, validation split

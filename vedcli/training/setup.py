@@ -45,12 +45,21 @@ def target_limit(cfg: DecoderConfig) -> int:
     return cfg.max_positions
 
 
+GROUP_SPAN = 50  # group_by_length: batches are cut from runs of this many batches' worth, each sorted by length
+
+
 class ResumableSampler(Sampler[int]):
     """DistributedSampler's order (a fresh seeded shuffle each epoch, every process its share), from a given
-    position on: `skip` indices of the epoch are left out, for a run resumed in the middle of one."""
+    position on: `skip` indices of the epoch are left out, for a run resumed in the middle of one.
 
-    def __init__(self, inner: DistributedSampler):
+    With `lengths` (group_by_length), each run of GROUP_SPAN batches of that order is sorted by length, longest
+    first, so a batch holds targets of similar lengths and pads little; the order stays a function of the seed and
+    the epoch, so resuming works the same."""
+
+    def __init__(self, inner: DistributedSampler, lengths: list[int] | None = None, batch_size: int = 1):
         self.inner = inner
+        self.lengths = lengths
+        self.span = GROUP_SPAN * batch_size
         self.skip = 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -58,7 +67,12 @@ class ResumableSampler(Sampler[int]):
         self.skip = skip
 
     def __iter__(self):
-        return islice(iter(self.inner), self.skip, None)
+        order = iter(self.inner)
+        if self.lengths is not None:
+            order, lengths = list(order), self.lengths
+            order = [i for start in range(0, len(order), self.span)
+                     for i in sorted(order[start : start + self.span], key=lambda i: -lengths[i])]  # fmt: skip
+        return islice(order, self.skip, None)
 
     def __len__(self) -> int:
         return max(0, len(self.inner) - self.skip)
@@ -176,7 +190,8 @@ class SetUp:
         inner = DistributedSampler(
             self.train_set, num_replicas=group.world, rank=group.rank, shuffle=True, seed=o.seed, drop_last=False
         )
-        self.sampler = ResumableSampler(inner)
+        lengths = [len(example.text) for example in self.train_examples] if o.group_by_length else None
+        self.sampler = ResumableSampler(inner, lengths, o.batch_size)
         self.train_loader = self._loader(self.train_set, self.sampler, self.loader_generator)
         self.batches_per_epoch = math.ceil(len(inner) / o.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / o.grad_accum)

@@ -271,9 +271,14 @@ def test_group_by_length_batches_similar_lengths_in_a_seeded_order():
     order = _grouped(lengths, 4, epoch=0)
     assert sorted(order) == list(range(1000))  # every example once an epoch
     span = 50 * 4
-    for start in range(0, 1000, span):  # each run of 50 batches sorted, longest first
-        chunk = [lengths[i] for i in order[start : start + span]]
-        assert chunk == sorted(chunk, reverse=True)
+    tops = []
+    for start in range(0, 1000, span):  # each run of 50 batches: cut from its sorted lengths, in a shuffled order
+        batches = [[lengths[i] for i in order[b : b + 4]] for b in range(start, start + span, 4)]
+        ranked = sorted(batches, key=lambda batch: sorted(batch, reverse=True), reverse=True)
+        assert all(min(ranked[b]) >= max(ranked[b + 1]) for b in range(len(ranked) - 1))
+        tops += [max(batch) for batch in batches]
+    ups = sum(tops[b + 1] > tops[b] for b in range(len(tops) - 1))
+    assert 0.3 < ups / (len(tops) - 1) < 0.7  # steps in a row are not ordered by length
 
     def padded(order):  # target positions computed, batches padded to their longest
         return sum(4 * max(lengths[i] for i in order[b : b + 4]) for b in range(0, len(order), 4))

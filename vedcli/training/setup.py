@@ -52,9 +52,10 @@ class ResumableSampler(Sampler[int]):
     """DistributedSampler's order (a fresh seeded shuffle each epoch, every process its share), from a given
     position on: `skip` indices of the epoch are left out, for a run resumed in the middle of one.
 
-    With `lengths` (group_by_length), each run of GROUP_SPAN batches of that order is sorted by length, longest
-    first, so a batch holds targets of similar lengths and pads little; the order stays a function of the seed and
-    the epoch, so resuming works the same."""
+    With `lengths` (group_by_length), each run of GROUP_SPAN batches of that order is sorted by length and cut into
+    batches, which are then shuffled (seeded): a batch holds targets of similar lengths and pads little, and steps
+    in a row are not ordered by length (sorted runs, longest first, tripled the reader's training loss in 250 steps).
+    The order stays a function of the seed and the epoch, so resuming works the same."""
 
     def __init__(self, inner: DistributedSampler, lengths: list[int] | None = None, batch_size: int = 1):
         self.inner = inner
@@ -67,12 +68,19 @@ class ResumableSampler(Sampler[int]):
         self.skip = skip
 
     def __iter__(self):
-        order = iter(self.inner)
+        order = list(self.inner)
         if self.lengths is not None:
-            order, lengths = list(order), self.lengths
-            order = [i for start in range(0, len(order), self.span)
-                     for i in sorted(order[start : start + self.span], key=lambda i: -lengths[i])]  # fmt: skip
+            order = [i for start in range(0, len(order), self.span) for i in self._grouped(order, start)]
         return islice(order, self.skip, None)
+
+    def _grouped(self, order: list[int], start: int) -> list[int]:
+        """The span of `order` from `start`: sorted by length, cut into batches, the batches in a seeded order."""
+        span = sorted(order[start : start + self.span], key=lambda i: -self.lengths[i])
+        size = self.span // GROUP_SPAN
+        batches = [span[b : b + size] for b in range(0, len(span), size)]
+        seed = (self.inner.seed * 1_000_003 + self.inner.epoch) * 1_000_003 + start
+        shuffled = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed)).tolist()
+        return [i for b in shuffled for i in batches[b]]
 
     def __len__(self) -> int:
         return max(0, len(self.inner) - self.skip)

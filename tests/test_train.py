@@ -305,6 +305,44 @@ def test_group_by_length_run_resumes_to_the_same_weights(tiny, tmp_path):
     assert json.loads((split / "train_args.json").read_text())["options"]["group_by_length"] is False
 
 
+@pytest.mark.parametrize("ctc", [0.0, 0.5])
+def test_group_by_length_divides_by_the_tokens_an_update_holds_on_average(tiny, tmp_path, ctc):
+    """An update of short lines must weigh what its tokens weigh: its gradient is its summed loss over the mean
+    tokens (and CTC ids) of an update, not over its own count as with shuffled batches."""
+    from vedcli.training.ctc import targets
+    from vedcli.training.distributed import Distributed
+    from vedcli.training.loop import Trainer
+
+    model, data = tiny("vit", "gpt2"), write_data(tmp_path / "data", 5)
+    grads = {}
+    for grouped in (False, True):
+        options = train_options(model, data, tmp_path / f"run-{grouped}", max_steps=1, group_by_length=grouped,
+                                clip_norm=0.0, ctc_weight=ctc)  # fmt: skip
+        group = Distributed.start(torch.device("cpu"))
+        trainer = Trainer(options, group, io.StringIO(), False)
+        trainer.net.eval()  # no dropout: both see the same function
+        batch = collate([trainer.train_set[i] for i in (1, 3)])
+        trainer.optimizer.step = lambda t=trainer, g=grouped: grads.setdefault(g, [p.grad.clone() for p in t.trainable])
+        trainer.step([batch])
+        group.stop()
+    labels = trainer.train_set.labels
+    mean_tokens = sum(map(len, labels)) / len(labels) * 2 * 2  # batch_size 2, grad_accum 2
+    tokens = int((batch["labels"] != -100).sum())
+    assert abs(trainer.per_update[0] - mean_tokens) < 1e-9
+    index = {id(p): i for i, p in enumerate(trainer.trainable)}
+    head = index[id(trainer.model.decoder.head.weight)]  # its gradient comes from the token loss alone
+    torch.testing.assert_close(grads[True][head], grads[False][head] * tokens / mean_tokens, rtol=1e-4, atol=1e-7)
+    if ctc:  # the CTC head's gradient comes from the CTC loss alone
+        ids = int(targets(batch["labels"], trainer.ctc_special)[1].sum())
+        special = set(trainer.ctc_special.tolist())
+        mean_ids = sum(sum(i not in special for i in row) for row in labels) / len(labels) * 2 * 2
+        assert ids > 0 and abs(trainer.per_update[1] - mean_ids) < 1e-9
+        weights = [index[id(p)] for p in trainer.ctc_head.parameters() if p.dim() == 2]
+        assert weights
+        for i in weights:
+            torch.testing.assert_close(grads[True][i], grads[False][i] * ids / mean_ids, rtol=1e-4, atol=1e-7)
+
+
 def test_resume_refuses_changes_that_make_another_run(tiny, tmp_path):
     data = write_data(tmp_path / "data", 2)
     run = tmp_path / "run"

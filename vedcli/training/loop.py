@@ -5,7 +5,8 @@ What one optimizer step does (`Trainer.step`): take `grad_accum` batches of `bat
 run the model on each with teacher forcing (decoder inputs are the labels shifted right behind the start token,
 padding -100 read as the pad token, exactly the reference's `forward(pixel_values, labels)`); sum the cross-entropy
 over every target token of the step, in all processes, and divide by their number, so the loss and the gradient are
-those of one big batch however it is split over accumulation and processes; clip the gradient norm; AdamW update at
+those of one big batch however it is split over accumulation and processes (with batches grouped by length, by the
+number an update holds on average: setup.py `_per_update`); clip the gradient norm; AdamW update at
 the scheduled learning rate (optim.py). With `ctc_weight` > 0 an auxiliary CTC loss on the encoder's output, from a
 head that only the training state holds, is added to the loss (ctc.py).
 """
@@ -171,9 +172,11 @@ class Trainer(Evaluation):
             torch.tensor([sum(counts), sum(len(b["labels"]) for b in batches), ctc_ids], dtype=torch.float64)
         )
         tokens, images, ctc_ids = int(totals[0]), int(totals[1]), int(totals[2])
+        # batches grouped by length: divided by what an update holds on average (setup.py, `_per_update`)
+        divisors = self.per_update or (tokens, ctc_ids)
         # DistributedDataParallel averages gradients over processes: scale by their number to get the sum
-        scale = group.world / max(tokens, 1)
-        ctc_scale = o.ctc_weight * group.world / max(ctc_ids, 1)
+        scale = group.world / max(divisors[0], 1)
+        ctc_scale = o.ctc_weight * group.world / max(divisors[1], 1)
         step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         step_ctc = torch.zeros((), dtype=torch.float64, device=self.device)
         for i, batch in enumerate(batches):

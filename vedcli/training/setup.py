@@ -198,7 +198,7 @@ class SetUp:
         inner = DistributedSampler(
             self.train_set, num_replicas=group.world, rank=group.rank, shuffle=True, seed=o.seed, drop_last=False
         )
-        lengths = [len(example.text) for example in self.train_examples] if o.group_by_length else None
+        lengths = [len(ids) for ids in self.train_set.labels] if o.group_by_length else None
         self.sampler = ResumableSampler(inner, lengths, o.batch_size)
         self.train_loader = self._loader(self.train_set, self.sampler, self.loader_generator)
         self.batches_per_epoch = math.ceil(len(inner) / o.batch_size)
@@ -249,6 +249,22 @@ class SetUp:
             self.state.world_size = group.world
         if self.state.best.metric != o.metric:  # a new run, or a resumed one judged by another metric from now on
             self.state.best = Best(metric=o.metric)
+        self.per_update = self._per_update() if o.group_by_length else None
+
+    def _per_update(self) -> tuple[float, float]:
+        """Target tokens and CTC text ids an update holds on average over the training set (all processes).
+
+        With batches grouped by length, the loss of an update is divided by these instead of its own counts: a batch
+        of short lines then weighs what its tokens weigh, as it would inside shuffled batches. Divided by its own
+        counts, each update of short lines would weigh as much as one of long lines, which changes what is learnt."""
+        o, labels = self.o, self.train_set.labels
+        examples = o.batch_size * o.grad_accum * self.group.world
+        tokens = sum(len(ids) for ids in labels) / max(len(labels), 1)
+        ctc = 0.0
+        if o.ctc_weight > 0:
+            special = set(self.ctc_special.tolist())
+            ctc = sum(sum(1 for i in ids if i not in special) for ids in labels) / max(len(labels), 1)
+        return tokens * examples, ctc * examples
 
     def _ctc_head(self) -> WithCTC:
         """The auxiliary CTC head (new, or resumed from the training state) and the module that trains it along."""

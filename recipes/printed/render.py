@@ -102,6 +102,33 @@ def _typographic(text: str, rng: np.random.Generator) -> str:
     return "".join(out)
 
 
+def _spacing(drawn: str, font: ImageFont.FreeTypeFont, rng: np.random.Generator) -> list[float] | None:
+    """Extra pixels after each word of `drawn` (split at single spaces), or None to draw it as set: justified lines
+    (every gap widened alike) and tab stops (a number or label, then a wide gap: "2.2      Approach", table columns).
+    The target keeps one space per gap, as ground truth of scanned pages does."""
+    gaps = drawn.count(" ")
+    if gaps == 0 or "  " in drawn:
+        return None
+    space, size = font.getlength(" "), font.size
+    style = rng.random()
+    if style < 0.07:  # justified: all gaps a little or much wider
+        factor = rng.uniform(0.3, 2.5)
+        return [space * factor * rng.uniform(0.8, 1.2) for _ in range(gaps)]
+    if style < 0.14:  # one or two tab stops
+        extra = [0.0] * gaps
+        for gap in rng.choice(gaps, size=min(gaps, int(rng.integers(1, 3))), replace=False):
+            extra[int(gap)] = size * rng.uniform(1.0, 8.0)
+        return extra
+    return None
+
+
+def _draw_words(draw: ImageDraw.ImageDraw, xy: tuple[float, float], drawn: str, extra: list[float], font, stroke: int):
+    x, y = xy
+    for word, more in zip(drawn.split(" "), [*extra, 0.0], strict=True):
+        draw.text((x, y), word, font=font, fill=0, stroke_width=stroke, stroke_fill=0)
+        x += font.getlength(word + " ") + more
+
+
 def render_line(text: str, font_path: str, rng: np.random.Generator) -> tuple[Image.Image, str]:
     """Draw `text` and degrade it; returns the image and the text it shows (characters the font lacks removed)."""
     missing = _missing(font_path)
@@ -112,7 +139,8 @@ def render_line(text: str, font_path: str, rng: np.random.Generator) -> tuple[Im
     stroke = 1 if (size > 26 and rng.random() < 0.1) else 0
     left, top, right, bottom = font.getbbox(drawn, stroke_width=stroke)
     ascent, descent = font.getmetrics()
-    width = right - left
+    extra = _spacing(drawn, font, rng)
+    width = right - left + int(sum(extra or []))
     line_h = ascent + descent
     # margins: tight crops (glyphs cut at the edge) to loose ones
     pad_x = [int(line_h * rng.uniform(-0.05, 0.6)) for _ in range(2)]
@@ -123,7 +151,10 @@ def render_line(text: str, font_path: str, rng: np.random.Generator) -> tuple[Im
     ink, paper = _colours(rng)
     canvas = Image.new("L", (w, h), 255)
     draw = ImageDraw.Draw(canvas)
-    draw.text((pad_x[0] - left, pad_y[0]), drawn, font=font, fill=0, stroke_width=stroke, stroke_fill=0)
+    if extra is None:
+        draw.text((pad_x[0] - left, pad_y[0]), drawn, font=font, fill=0, stroke_width=stroke, stroke_fill=0)
+    else:
+        _draw_words(draw, (pad_x[0] - left, pad_y[0]), drawn, extra, font, stroke)
     if rng.random() < 0.04:  # a rule or underline touching the line
         y = int(rng.uniform(0.8, 1.0) * h) - 1
         draw.line([(0, y), (w, y)], fill=0, width=max(1, size // 16))

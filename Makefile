@@ -66,7 +66,8 @@ OCR_MODEL ?= printed
 OCR_DATA  ?= ../shared/data/uw3-dev
 ocr-quality: install
 	mkdir -p out
-	$(BIN)/python benchmarks/ocr_quality.py --model $(OCR_MODEL) --data $(OCR_DATA) --json out/ocr-quality.json
+	$(BIN)/python benchmarks/ocr_quality.py --model $(OCR_MODEL) --data $(OCR_DATA) --also int8 \
+	  --json out/ocr-quality.json
 
 # Page OCR (`ved ocr --layout page`: line finding, then the reader, or PAGE_MODEL=folder) beside tesseract on the same
 # pages with the same threads: page CER/WER, line-finding recall, seconds per page, on synthetic pages, real scanned

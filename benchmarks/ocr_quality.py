@@ -39,6 +39,7 @@ from PIL import Image, ImageChops, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uw3-dev"
 VARIANTS = ("inverted", "colour")
+SETTINGS = {"int8": dict(quantize="int8"), "bf16": dict(dtype="bf16"), "fp16": dict(dtype="fp16")}  # --also
 NOT_INSTALLED = "not installed"
 
 
@@ -129,15 +130,17 @@ def variant_images(lines: list[Line], variant: str) -> list[Image.Image]:
 # --- ved -------------------------------------------------------------------------------------------------------------
 
 
-def run_ved(args: argparse.Namespace, lines: list[Line], variants: list[str]) -> Reader:
+def run_ved(args: argparse.Namespace, lines: list[Line], variants: list[str], setting: str | None = None) -> Reader:
+    """ved's column; `setting` (a key of SETTINGS, from --also) loads the model that other way for another column."""
     import torch
 
     from vedcli.generation.decoding import DecodingOptions
     from vedcli.generation.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.model, device=args.device, dtype=args.dtype)
+    load = dict(dtype=args.dtype) if setting is None else SETTINGS[setting]
+    pipeline = Pipeline.load(args.model, device=args.device, **load)
     greedy = DecodingOptions(num_beams=1, do_sample=False)
-    reader = Reader(f"ved: {args.model}")
+    reader = Reader(f"ved{' ' + setting if setting else ''}: {args.model}")
 
     def read(images: list[Image.Image], batch: int) -> tuple[list[str], list[float]]:
         texts, per_line = [], []
@@ -325,6 +328,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--long", type=int, default=60, help="long lines have at least this many characters (default: 60)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp32)")
+    p.add_argument("--also", nargs="*", default=[], choices=sorted(SETTINGS),
+                   help="more ved columns: the same model quantized to int8, or computing in bf16 / fp16")  # fmt: skip
     p.add_argument("--worst", type=int, default=5, help="list the N worst-read lines after the table (default: 5)")
     p.add_argument("--json", default=None, help="also write every figure and prediction to this file")
     args = p.parse_args(argv)
@@ -344,11 +349,12 @@ def main(argv: list[str] | None = None) -> int:
             raise VedError("no usable lines", where=args.data)
         variants = list(VARIANTS) if args.variants else []
         ved = run_ved(args, lines, variants)
+        others = [run_ved(args, lines, variants, setting) for setting in args.also]
     except VedError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     tess = run_tesseract(args, lines, variants)
-    readers = [ved, tess]
+    readers = [ved, *others, tess]
     references = [line.text for line in lines]
     groups = buckets(references, args.short, args.long)
     scores = [quality(r, references, groups) for r in readers]
@@ -391,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                     "text": line.text,
                     **{
                         f"{key}:{variant}": preds[i]
-                        for key, r in (("ved", ved), ("tesseract", tess))
+                        for key, r in [(r.name.split(":")[0], r) for r in readers[:-1]] + [("tesseract", tess)]
                         for variant, preds in r.predictions.items()
                     },
                 }

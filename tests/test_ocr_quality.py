@@ -147,6 +147,21 @@ def test_table_has_every_row_and_column(model, lines, tmp_path, capsys) -> None:
     assert report["batch_differences"] == 0  # all lines are resized to one size: batching changes nothing
 
 
+def test_also_adds_a_column_per_setting(model, lines, tmp_path, capsys) -> None:
+    """--also int8: the same model quantized, as a column of its own beside fp32 (CER next to fp32's)."""
+    out = tmp_path / "figures.json"
+    args = ["--model", str(model), "--data", str(lines), "--limit", "5", "--threads", "1", "--batch-sizes", "2"]
+    code = q.main([*args, "--tesseract", "", "--no-variants", "--also", "int8", "--json", str(out)])
+    assert code == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert rows[0] == ["", f"ved: {model}", f"ved int8: {model}", "tesseract"]
+    assert all(row[1].endswith("%") and row[2].endswith("%") for row in rows[2:4])
+    report = json.loads(out.read_text())
+    quantized = [line["ved int8:plain"] for line in report["predictions"]]
+    assert report["readers"][1]["quality"]["all"]["cer"] == cer(quantized, TEXTS)
+    assert rows[2][2] == f"{100 * cer(quantized, TEXTS):.2f}%"
+
+
 def test_missing_tesseract_is_said_in_the_table(model, lines, capsys) -> None:
     code = q.main(
         [

@@ -455,6 +455,10 @@ def test_bad_rows_are_listed_and_nothing_is_written(tiny, tmp_path):
             ["--model", "M", "--data", "D", "--dtype", "fp16", "--device", "cpu"],
             "Error: fp16 training needs a CUDA device; use bf16 on the CPU (--dtype)",
         ),
+        (
+            ["--model", "M", "--data", "D", "--ema-decay", "1"],
+            "Error: must be 0 (no average) or in (0, 1), e.g. 0.999; got 1.0 (--ema-decay)",
+        ),
     ],
 )
 def test_bad_options_stop_before_anything_happens(tmp_path, args, message):

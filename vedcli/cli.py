@@ -67,7 +67,8 @@ _FLAG_LIKE_NAME = (
     # train
     *("data", "val_data", "val_split", "epochs", "max_steps", "grad_accum", "lr", "warmup_steps", "schedule"),
     *("weight_decay", "clip_norm", "label_smoothing", "ctc_weight", "freeze_encoder", "group_by_length", "workers"),
-    *("eval_every", "save_every", "log_every", "metric", "samples", "max_target_length", "skip_bad", "resume"),
+    *("ema_decay", "eval_every", "save_every", "log_every", "metric", "samples", "max_target_length", "skip_bad"),
+    *("resume",),
 )
 # Options no flag of ved's sets: only a checkpoint's generation_config.json does, so a message names the field there.
 _SET_BY_CHECKPOINT = ("early_stopping", "bad_words_ids")
@@ -610,6 +611,14 @@ def train(
         ),
     ] = None,
     freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train the decoder only.")] = False,
+    ema_decay: Annotated[
+        float | None,
+        _opt(
+            "--ema-decay",
+            "Evaluate, and keep as RUN/best, a moving average of the weights with this decay (e.g. 0.999; "
+            "default: 0, none).",
+        ),
+    ] = None,
     group_by_length: Annotated[
         bool | None,
         typer.Option(

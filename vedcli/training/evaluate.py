@@ -4,6 +4,7 @@ Checkpoints appear atomically (a folder renamed into place)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from ..checkpoints.save import atomic_folder, save_pretrained
 from .ctc import STATE_KEY as CTC_STATE
 from .data import IGNORE_INDEX
+from .ema import STATE_KEY as EMA_STATE
 from .loss import token_loss
 from .metrics import bleu, cer, wer
 from .setup import SetUp
@@ -21,9 +23,14 @@ from .state import capture_rng
 class Evaluation(SetUp):
     """A run that can evaluate itself and save its checkpoints."""
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
-        """Validation loss, CER, WER and BLEU of greedy predictions, and a few samples; updates RUN/best."""
+        """Validation loss, CER, WER and BLEU of greedy predictions, and a few samples; updates RUN/best. With a
+        weight average (--ema-decay) all of it is done with the averaged weights."""
+        with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
+            return self._evaluate()
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, Any]:
         group, model, pos = self.group, self.model, self.state.position
         devices = [self.device] if self.device.type == "cuda" else []
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -59,6 +66,8 @@ class Evaluation(SetUp):
             "wer": wer(preds, refs),
             "bleu": bleu(preds, refs),
         }
+        if self.ema is not None:
+            record["weights"] = "average"
         value = record["val_loss" if self.o.metric == "loss" else self.o.metric]
         record["best"] = self.state.best.improved_by(value)
         record["samples"] = [
@@ -96,6 +105,8 @@ class Evaluation(SetUp):
             self.state.scaler = self.scaler.state_dict() if self.scaler is not None else None
             self.state.rng = rng
             self.state.heads = {CTC_STATE: self.ctc_head.state_dict()} if self.o.ctc_weight > 0 else {}
+            if self.ema is not None:
+                self.state.heads[EMA_STATE] = self.ema.state_dict()
             with atomic_folder(self.run_dir / "last", force=True) as tmp:
                 self._write_model(tmp)
                 self.state.save(tmp)

@@ -58,8 +58,9 @@ class Reporter:
             return
         self._append({"event": "eval", **record})
         best = " (best so far)" if record.get("best") else ""
+        averaged = " (averaged weights)" if record.get("weights") == "average" else ""
         self.say(
-            f"eval at step {record['step']}: val loss {record['val_loss']:.4f}  cer {record['cer']:.4f}  "
+            f"eval{averaged} at step {record['step']}: val loss {record['val_loss']:.4f}  cer {record['cer']:.4f}  "
             f"wer {record['wer']:.4f}  bleu {record['bleu']:.2f}{best}"
         )
         for sample in record.get("samples", []):

@@ -208,6 +208,8 @@ class Trainer(Evaluation):
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
         mean = float(group.sum(step_loss)) / max(tokens, 1)
         ctc = (float(group.sum(step_ctc)) / max(ctc_ids, 1), ctc_ids) if with_ctc else None
         return mean, tokens, images, grad_norm, lr, ctc

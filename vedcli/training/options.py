@@ -59,6 +59,7 @@ class TrainOptions:
     ctc_weight: float = 0.0  # weight of an auxiliary CTC loss on the encoder's output (ctc.py); 0: none
     freeze_encoder: bool = False  # train the decoder (and the projection between them) only
     group_by_length: bool = False  # batches of targets of similar lengths (less padding), as transformers' Trainer
+    ema_decay: float = 0.0  # evaluate and keep as RUN/best a moving average of the weights (e.g. 0.999); 0: none
     dtype: str = "fp32"  # fp32, or mixed precision: bf16 (CPU or CUDA), fp16 (CUDA, with loss scaling)
     device: str = "auto"
     seed: int = 42  # data order, dropout, validation split
@@ -126,6 +127,8 @@ def validate(o: TrainOptions) -> None:
         raise OptionError(f"must be in [0, 1), got {o.label_smoothing}", option("label_smoothing"))
     if not (isinstance(o.ctc_weight, (int, float)) and math.isfinite(o.ctc_weight) and o.ctc_weight >= 0):
         raise OptionError(f"must be 0 (no CTC loss) or more, got {o.ctc_weight}", option("ctc_weight"))
+    if not (isinstance(o.ema_decay, (int, float)) and 0 <= o.ema_decay < 1):
+        raise OptionError(f"must be 0 (no average) or in (0, 1), e.g. 0.999; got {o.ema_decay}", option("ema_decay"))
     if o.ctc_weight > 0 and o.freeze_encoder:
         raise OptionError(
             f"a CTC loss on the encoder has nothing to train with {option('freeze_encoder')}", option("ctc_weight")

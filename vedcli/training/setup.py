@@ -32,6 +32,8 @@ from .ctc import STATE_KEY as CTC_STATE
 from .ctc import WithCTC, new_head, special_ids
 from .data import BadRow, Example, ImageTextDataset, collate, read_examples, split_examples
 from .distributed import Distributed
+from .ema import STATE_KEY as EMA_STATE
+from .ema import WeightAverage
 from .log import truncate_metrics
 from .optim import make_optimizer
 from .options import ARGS_FILE, PRECISIONS, TrainOptions
@@ -250,6 +252,9 @@ class SetUp:
         if self.state.best.metric != o.metric:  # a new run, or a resumed one judged by another metric from now on
             self.state.best = Best(metric=o.metric)
         self.per_update = self._per_update() if o.group_by_length else None
+        self.ema = WeightAverage(self.model, o.ema_decay) if o.ema_decay > 0 else None
+        if self.ema is not None and o.resume and EMA_STATE in self.state.heads:  # else it starts from these weights
+            self.ema.load_state_dict(self.state.heads[EMA_STATE])
 
     def _per_update(self) -> tuple[float, float]:
         """Target tokens and CTC text ids an update holds on average over the training set (all processes).

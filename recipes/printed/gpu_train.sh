@@ -34,6 +34,7 @@ start=$(date +%s)
 timeout -k 60 -s INT "$TRAIN_S" "$PY" -m vedcli train --model "$B/model" --data "$W/lines" --val-data "$B/val" \
   --output "$W/run" --device "$DEVICE" --dtype bf16 --batch-size "$BATCH" --lr "$LR" --warmup-steps 100 \
   --max-steps 100000 --eval-every 500 --save-every 250 --log-every 50 --workers "$WORKERS" --ctc-weight 0.3 \
+  --ema-decay 0.999 \
   --metric cer > "$OUTD/train.log" 2>&1
 echo "trained $(( $(date +%s) - start )) s: $(cat "$W/run/metrics.jsonl" 2>/dev/null | grep -c '"train"') training log lines" | tee -a "$OUTD/summary.txt"
 cp "$W/run/metrics.jsonl" "$OUTD/metrics.jsonl" 2>/dev/null

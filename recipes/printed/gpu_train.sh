@@ -2,7 +2,7 @@
 # The reader's training on the device machine (one GPU, 16 cores; run from the repository's root there), in one
 # command that fits its 10-minute limit: unpack the fonts, draw fresh lines on every core for GEN_S seconds, train
 # with `ved train` on the GPU for TRAIN_S seconds from the packed checkpoint (gpu_pack.sh), and put the result in
-# $OUT: the last checkpoint in bf16 as a tar in 15 MiB parts (files come back at most 16 MiB each, 8 in all), the
+# $OUT: the last checkpoint (and best/, the averaged weights) in bf16 as a tar in 15 MiB parts (files come back at most 16 MiB each, 8 in all), the
 # metrics and the logs. Here, afterwards: cat model.tar.part-* | tar -x -C DIR.
 #
 #   device run: bash recipes/printed/gpu_train.sh     carry: out/reader-gpu     timeout_s: 590
@@ -40,6 +40,10 @@ echo "trained $(( $(date +%s) - start )) s: $(cat "$W/run/metrics.jsonl" 2>/dev/
 cp "$W/run/metrics.jsonl" "$OUTD/metrics.jsonl" 2>/dev/null
 [ -f "$W/run/last/model.safetensors" ] || { tail -20 "$OUTD/train.log"; exit 1; }
 "$PY" -m vedcli convert "$W/run/last" -o "$W/pack/model" --dtype bf16 >> "$OUTD/summary.txt" 2>&1 || exit 1
-tar -cf - -C "$W/pack" model | split -b 15M - "$OUTD/model.tar.part-"
+packed=(model)
+if [ -f "$W/run/best/model.safetensors" ]; then  # the averaged weights (--ema-decay): what to ship or measure
+  "$PY" -m vedcli convert "$W/run/best" -o "$W/pack/best" --dtype bf16 >> "$OUTD/summary.txt" 2>&1 && packed+=(best)
+fi
+tar -cf - -C "$W/pack" "${packed[@]}" | split -b 15M - "$OUTD/model.tar.part-"
 ls -la "$OUTD" >> "$OUTD/summary.txt"
 cat "$OUTD/summary.txt"

@@ -2,8 +2,8 @@
 # The reader's training on the device machine (one GPU, 16 cores; run from the repository's root there), in one
 # command that fits its 10-minute limit: unpack the fonts, draw fresh lines on every core for GEN_S seconds, train
 # with `ved train` on the GPU for TRAIN_S seconds from the packed checkpoint (gpu_pack.sh), and put the result in
-# $OUT: the last checkpoint (and best/, the averaged weights) in bf16 as a tar in 15 MiB parts (files come back at most 16 MiB each, 8 in all), the
-# metrics and the logs. Here, afterwards: cat model.tar.part-* | tar -x -C DIR.
+# $OUT: the last checkpoint (and best/, the averaged weights) in bf16 as a tar in 15 MiB parts (files come back at
+# most 16 MiB each, 8 in all), the metrics and the logs. Here, afterwards: cat model.tar.part-* | tar -x -C DIR.
 #
 #   device run: bash recipes/printed/gpu_train.sh     carry: out/reader-gpu     timeout_s: 590
 set -uo pipefail

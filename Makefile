@@ -26,16 +26,21 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The main job, end to end on a CPU in about a minute: compose a small reader from two presets, draw eight text
-# lines, fine-tune on them, read them back with the best checkpoint, convert it to fp16 and read again.
-# (With hub access, `ved caption photo.jpg` / `ved ocr line.png` use the published models directly.)
+# The main job, end to end on a CPU in about a minute: the built-in reader, offline, on a photographed page
+# (scikit-image's page.png: the lines are found and read in order) and on real scanned lines where ../shared holds
+# them; then compose a small reader from two presets, draw eight text lines, fine-tune on them, read them back with
+# the best checkpoint, convert it to fp16 and read again.
+# (With hub access, `ved caption photo.jpg` / `ved ocr line.png --model microsoft/trocr-base-printed` work too.)
 DEMO = out/demo
 SHRINK = --encoder-config image_size=[32,256] --encoder-config patch_size=8 --encoder-config hidden_size=128 \
   --encoder-config num_hidden_layers=4 --encoder-config num_attention_heads=4 --encoder-config intermediate_size=256 \
   --decoder-config d_model=128 --decoder-config decoder_layers=2 --decoder-config decoder_attention_heads=4 \
   --decoder-config decoder_ffn_dim=256
+UW3 = ../shared/data/uw3-dev
 demo: install
 	rm -rf $(DEMO)
+	$(BIN)/ved ocr "$$($(BIN)/python -c 'import os, skimage; print(os.path.dirname(skimage.__file__))')/data/page.png"
+	if [ -d $(UW3) ]; then $(BIN)/ved ocr --format tsv $$(ls $(UW3)/*.png | head -n 6); fi
 	$(BIN)/ved compose vit trocr-small -o $(DEMO)/reader $(SHRINK)
 	$(BIN)/python examples/draw_lines.py $(DEMO)/lines 8
 	$(BIN)/ved train --model $(DEMO)/reader --data $(DEMO)/lines --val-data $(DEMO)/lines --output $(DEMO)/run \

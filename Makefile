@@ -40,7 +40,7 @@ UW3 = ../shared/data/uw3-dev
 demo: install
 	rm -rf $(DEMO)
 	$(BIN)/ved ocr "$$($(BIN)/python -c 'import os, skimage; print(os.path.dirname(skimage.__file__))')/data/page.png"
-	if [ -d $(UW3) ]; then $(BIN)/ved ocr --format tsv $$(ls $(UW3)/*.png | head -n 6); fi
+	if [ -d $(UW3) ]; then $(BIN)/ved ocr --layout line --format tsv $$(ls $(UW3)/*.png | head -n 6); fi
 	$(BIN)/ved compose vit trocr-small -o $(DEMO)/reader $(SHRINK)
 	$(BIN)/python examples/draw_lines.py $(DEMO)/lines 8
 	$(BIN)/ved train --model $(DEMO)/reader --data $(DEMO)/lines --val-data $(DEMO)/lines --output $(DEMO)/run \

@@ -171,7 +171,7 @@ def render_line(text: str, font_path: str, rng: np.random.Generator) -> tuple[Im
         out = _photo(arr, ink, paper, rng)  # colour, light, blur, noise, JPEG
     if out.height > MAX_HEIGHT:  # the reader sees lines 32 px high: keep the stored files small
         out = out.resize((max(1, round(out.width * MAX_HEIGHT / out.height)), MAX_HEIGHT), Image.BILINEAR)
-    return out, text
+    return out, " ".join(text.split())  # runs of spaces are drawn as wide gaps; the target has one space for each
 
 
 def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

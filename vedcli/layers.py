@@ -150,17 +150,16 @@ def attention(q: Tensor, k: Tensor, v: Tensor, scale: float, mask: Tensor | None
     1.1x, bf16 3.7x slower than the matmuls, forward and backward, on AMX; over 578 keys fp32 it wins, 43 vs 66 ms).
     Elsewhere (inference over long queries, CUDA) the fused kernel.
     """
-    if mask is None and q.shape[-2] <= FEW_QUERIES and dropout == 0.0 and not torch.is_grad_enabled():
+    step = mask is None and q.shape[-2] <= FEW_QUERIES and dropout == 0.0 and not torch.is_grad_enabled()
+    cpu_training = q.device.type == "cpu" and q.requires_grad
+    if step or (cpu_training and (q.dtype != torch.float32 or k.shape[-2] <= SHORT_KEYS)):
         w = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)  # (..., T, S)
-        return torch.matmul(w.softmax(dim=-1), v)
-    if q.device.type == "cpu" and q.requires_grad and (q.dtype != torch.float32 or k.shape[-2] <= SHORT_KEYS):
-        w = torch.matmul(q, k.transpose(-1, -2)) * scale  # (..., T, S)
         if mask is not None and mask.dtype == torch.bool:
             w = w.masked_fill(~mask, torch.finfo(w.dtype).min)
         elif mask is not None:  # a float mask is added (BEiT's relative position bias)
             w = w + mask
-        w = F.dropout(w.softmax(dim=-1), dropout) if dropout else w.softmax(dim=-1)
-        return torch.matmul(w, v)
+        w = w.softmax(dim=-1)
+        return torch.matmul(F.dropout(w, dropout) if dropout else w, v)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=dropout)
 
 

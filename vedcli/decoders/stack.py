@@ -86,11 +86,10 @@ class TextDecoder(nn.Module):
             self.pos_table = sinusoidal_table(rows, self.cfg.embedding_size, self.cfg.pad_token_id).to(device)
 
     def positions(self, ids: Tensor, past: int | Tensor) -> Tensor:
-        """(B, T) position ids of new tokens after `past` cached ones (a (1,) tensor: one token, a static cache)."""
+        """(B, T) position ids of new tokens after `past` cached ones (a (1,) tensor: one token, a static cache; learned
+        absolute positions take a decoding step's row in `embed_tokens` instead)."""
         if self.cfg.positions == "absolute":
             t = ids.shape[1]
-            if isinstance(past, Tensor):
-                return (past + self.cfg.position_offset)[None].expand_as(ids)
             return torch.arange(past, past + t, device=ids.device)[None].expand_as(ids) + self.cfg.position_offset
         # padded / sinusoidal: count non-pad tokens from pad_token_id + 1; pad tokens sit at pad_token_id
         pad = self.cfg.pad_token_id
